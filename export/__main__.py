@@ -1,0 +1,144 @@
+"""``python -m export``: PyTorch models -> ONNX / TensorRT -> a Triton model repository.
+
+    python -m export MODEL [MODEL ...] --target {local,onnxruntime,tensorrt} --output model_repository
+    python -m export list
+    python -m export build-engine --onnx F --plan P [--cache-dir D]
+    python -m export verify MODEL
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from export.config import DEVICES, TARGETS, ServingOptions
+from export.errors import ExportError
+from export.spec import SPECS, get_spec
+
+COMMANDS = ("list", "build-engine", "verify")
+QUIET_LOGGERS = ("onnxscript", "onnx_ir", "torch", "torch.onnx", "polygraphy")
+
+
+def _spec_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model options (override the registered spec)")
+    g.add_argument("--size", type=int, help="square input size in pixels (multiple of 32); default: the spec's")
+    g.add_argument("--num-classes", type=int, help="unet only: number of classes (default 21, VOC)")
+    g.add_argument("--probs", action="store_true", help="semantic models: also output PROBS (float16 softmax)")
+    g.add_argument("--max-detections", type=int, help="maskrcnn: detections per image D (default 100)")
+    g.add_argument("--score-threshold", type=float, help="maskrcnn: minimum detection score (default 0.05)")
+    g.add_argument("--max-batch-size", type=int, help="largest batch Triton may send (default: the spec's)")
+
+
+def _resolve_specs(names: list[str], args: argparse.Namespace):
+    """Specs with the overrides applied; task-specific options go to the models of that task (an option that fits
+    none of the named models is an error, from ``with_options``)."""
+    specs = [get_spec(name) for name in names]
+    tasks = {spec.task for spec in specs}
+    resolved = []
+    for spec in specs:
+        mine = len(tasks) == 1 or spec.task == "semantic"
+        theirs = len(tasks) == 1 or spec.task == "instance"
+        resolved.append(spec.with_options(
+            size=args.size, max_batch_size=args.max_batch_size if mine and theirs else None,
+            num_classes=args.num_classes if mine and (len(names) == 1 or spec.name == "unet") else None,
+            probs=args.probs if mine else None,
+            max_detections=args.max_detections if theirs else None,
+            score_threshold=args.score_threshold if theirs else None))
+    return resolved
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export segmentation models to ONNX (and TensorRT) and write them into a Triton model "
+                    "repository with generated config.pbtxt files.",
+        epilog="Other commands: `python -m export list` (registered models), `python -m export build-engine "
+               "--help` (standalone TensorRT build, e.g. in a Kubernetes init container), `python -m export "
+               "verify --help` (TensorRT vs ONNX Runtime accuracy gate).",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help=f"registered model(s): {', '.join(SPECS)}")
+    p.add_argument("--target", choices=TARGETS, default="local",
+                   help="local: python backend + ONNX Runtime (the pip tritonserver here); onnxruntime: Triton's "
+                        "ONNX Runtime backend; tensorrt: a prebuilt FP16 engine (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=Path("model_repository"),
+                   help="model repository folder (default: %(default)s)")
+    p.add_argument("--device", choices=DEVICES, help="instance kind (default: cpu for local, gpu otherwise)")
+    p.add_argument("--instances", type=int, default=1, help="model instances per device (default: 1)")
+    p.add_argument("--trt-accelerator", action="store_true",
+                   help="onnxruntime target on GPU: enable Triton's TensorRT execution accelerator in FP16")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--weights", default="none", choices=("DEFAULT", "none"),
+                   help="DEFAULT: the library's pretrained weights (needs the model hubs); none: random init "
+                        "(default: %(default)s)")
+    w.add_argument("--checkpoint", type=Path, help="a state-dict file to load instead")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision")
+    p.add_argument("--cache-dir", type=Path, help="TensorRT engine and timing cache folder (default: WORK_DIR/engines)")
+    p.add_argument("--work-dir", type=Path, default=Path("build"), help="where ONNX files go (default: %(default)s)")
+    p.add_argument("--skip-parity", action="store_true", help="do not run the ONNX Runtime vs PyTorch check")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _spec_options(p)
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+def run_export(argv: list[str]) -> int:
+    from export.pipeline import export_model
+
+    args = export_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    options = ServingOptions.for_target(args.target, instances=args.instances, trt_accelerator=args.trt_accelerator,
+                                        **({"device": args.device} if args.device else {}))
+    specs = _resolve_specs(args.models, args)  # validate every name and option before any work
+    weights = str(args.checkpoint) if args.checkpoint else args.weights
+    for spec in specs:
+        result = export_model(spec, options, args.output, weights=weights, work_dir=args.work_dir,
+                              parity=not args.skip_parity, progress=not args.no_progress,
+                              precision=args.precision, cache_dir=args.cache_dir)
+        times = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
+        print(f"{spec.name}: {result.model_dir} ({options.target}), ONNX {result.onnx_bytes / 1e6:.1f} MB; "
+              f"parity: {result.parity}; {times}")
+    return 0
+
+
+def run_list(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="python -m export list", description="List the registered models.").parse_args(argv)
+    for spec in SPECS.values():
+        outs = ", ".join(f"{t.name} {t.dtype}{list(t.dims)}" for t in spec.outputs)
+        print(f"{spec.name:20} {spec.task:9} {spec.height}x{spec.width}  max batch {spec.max_batch_size:2}  "
+              f"{spec.num_classes} classes  {spec.architecture}\n{'':20} IMAGE UINT8[{spec.height}, {spec.width}, 3]"
+              f" -> {outs}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "list":
+            return run_list(argv[1:])
+        if argv and argv[0] == "build-engine":
+            from export.tensorrt_cli import run_build_engine
+
+            return run_build_engine(argv[1:])
+        if argv and argv[0] == "verify":
+            from export.tensorrt_cli import run_verify
+
+            return run_verify(argv[1:])
+        return run_export(argv)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""config.pbtxt generation: built from the spec as a ``ModelConfig`` protobuf, never written by hand.
+
+Targets (same model name, tensor names, dtypes and dims on each, so a client cannot tell them apart):
+
+- ``onnxruntime``: Triton's native ONNX Runtime backend; CPU or GPU instances, optionally with the TensorRT
+  execution accelerator in FP16 (engines built by Triton at load time, no prebuild step);
+- ``tensorrt``: ``platform: "tensorrt_plan"`` serving a prebuilt FP16 ``model.plan`` on GPU instances;
+- ``local``: Triton's python backend running the same ONNX file with ONNX Runtime, for the pip-installed CPU
+  ``tritonserver`` (which carries no onnxruntime backend).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from export.errors import ExportError
+from export.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from tritonclient.grpc import model_config_pb2
+
+TARGETS = ("onnxruntime", "tensorrt", "local")
+DEVICES = ("gpu", "cpu")
+LABELS_FILE = "labels.txt"
+ARTIFACTS = {"onnxruntime": "model.onnx", "tensorrt": "model.plan", "local": "model.py"}
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How a model is served, beyond what the spec fixes."""
+
+    target: str
+    device: str = "gpu"
+    instances: int = 1
+    trt_accelerator: bool = False  # onnxruntime target on GPU: TensorRT execution accelerator, FP16
+    trt_workspace_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ExportError(f"Unknown target `{self.target}`. Available: {', '.join(TARGETS)}.")
+        if self.device not in DEVICES:
+            raise ExportError(f"Unknown device `{self.device}`. Available: {', '.join(DEVICES)}.")
+        if self.target == "tensorrt" and self.device != "gpu":
+            raise ExportError("The tensorrt target runs on GPU only; use --target onnxruntime --device cpu.")
+        if self.target == "local" and self.device != "cpu":
+            raise ExportError("The local target is the CPU python backend; it takes --device cpu.")
+        if self.trt_accelerator and (self.target != "onnxruntime" or self.device != "gpu"):
+            raise ExportError("--trt-accelerator applies to --target onnxruntime --device gpu only.")
+        if self.instances < 1:
+            raise ExportError(f"Bad instance count {self.instances}: use 1 or more.")
+
+    @classmethod
+    def for_target(cls, target: str, **kwargs) -> ServingOptions:
+        kwargs.setdefault("device", "cpu" if target == "local" else "gpu")
+        return cls(target=target, **kwargs)
+
+
+def _tensor(t, label_file: bool = False) -> dict:
+    entry = {"name": t.name, "data_type": f"TYPE_{t.dtype}", "dims": list(t.dims)}
+    if label_file:
+        entry["label_filename"] = LABELS_FILE
+    return entry
+
+
+def config_dict(spec: ModelSpec, options: ServingOptions) -> dict:
+    """The model configuration as a dict in protobuf JSON field names."""
+    labelled = {"MASK", "LABELS"}  # outputs that carry class ids
+    config: dict = {
+        "name": spec.name,
+        "max_batch_size": spec.max_batch_size,
+        "input": [_tensor(t) for t in spec.inputs],
+        "output": [_tensor(t, t.name in labelled) for t in spec.outputs],
+        "instance_group": [{"count": options.instances, "kind": f"KIND_{options.device.upper()}"}],
+        "parameters": {
+            key: {"string_value": value}
+            for key, value in {
+                "segserve.task": spec.task,
+                "segserve.architecture": spec.architecture,
+                "segserve.class_names": json.dumps(list(spec.class_names)),
+                "segserve.input_layout": "NHWC RGB uint8, letterboxed to the input size",
+            }.items()
+        },
+    }
+    if spec.task == "instance":
+        config["parameters"]["segserve.score_threshold"] = {"string_value": f"{spec.score_threshold:g}"}
+    if options.target == "tensorrt":
+        config["platform"] = "tensorrt_plan"
+    elif options.target == "onnxruntime":
+        config["backend"] = "onnxruntime"
+        config["default_model_filename"] = ARTIFACTS["onnxruntime"]
+    else:
+        config["backend"] = "python"
+    if spec.max_batch_size > 1:
+        config["dynamic_batching"] = {
+            "preferred_batch_size": list(spec.preferred_batch_sizes),
+            "max_queue_delay_microseconds": spec.max_queue_delay_us,
+        }
+    if options.trt_accelerator:
+        config["optimization"] = {
+            "execution_accelerators": {
+                "gpu_execution_accelerator": [
+                    {
+                        "name": "tensorrt",
+                        "parameters": {
+                            "precision_mode": "FP16",
+                            "max_workspace_size_bytes": str(options.trt_workspace_bytes),
+                            "trt_engine_cache_enable": "1",
+                            "trt_engine_cache_path": "/tmp/triton-ort-trt-cache",
+                        },
+                    }
+                ]
+            }
+        }
+    return config
+
+
+def config_proto(spec: ModelSpec, options: ServingOptions) -> "model_config_pb2.ModelConfig":
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2
+
+    return json_format.ParseDict(config_dict(spec, options), model_config_pb2.ModelConfig())
+
+
+def render_config(spec: ModelSpec, options: ServingOptions) -> str:
+    """config.pbtxt text for ``spec`` served as ``options`` say."""
+    from google.protobuf import text_format
+
+    header = (f"# Generated by `python -m export` from the `{spec.name}` spec (target {options.target}). "
+              "Do not edit: re-export instead.\n")
+    return header + text_format.MessageToString(config_proto(spec, options))
+
+
+def parse_config(text: str) -> "model_config_pb2.ModelConfig":
+    """Parse config.pbtxt text (for golden comparisons and repository checks)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(text, model_config_pb2.ModelConfig())

@@ -1,0 +1,51 @@
+"""Triton python-backend model for the ``local`` target: the exported ONNX file, run with ONNX Runtime on CPU.
+
+Written into ``<repo>/<model>/1/model.py`` by ``python -m export``; the ONNX file sits beside it. It runs in the
+python backend stub's interpreter: the server's own environment (numpy<2 + onnxruntime, see serve/server.py). Requests that the
+dynamic batcher groups are run as one batch. A request that fails gets an error response; the model keeps serving.
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        import onnxruntime as ort
+
+        config = json.loads(args["model_config"])
+        self.max_batch = int(config.get("max_batch_size", 0))
+        self.input_name = config["input"][0]["name"]
+        self.output_names = [o["name"] for o in config["output"]]
+        params = config.get("parameters", {})
+        threads = int(params.get("ORT_INTRA_OP_THREADS", {}).get("string_value", "0") or 0)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def _run(self, batch):
+        return self.session.run(self.output_names, {self.input_name: batch})
+
+    def execute(self, requests):
+        arrays = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
+        responses = []
+        try:
+            if self.max_batch > 1 and len(arrays) > 1:
+                sizes = [a.shape[0] for a in arrays]
+                outs = self._run(np.concatenate(arrays))
+                bounds = np.cumsum(sizes)[:-1]
+                per_request = zip(*[np.split(o, bounds) for o in outs])
+            else:
+                per_request = (self._run(a) for a in arrays)
+            for outs in per_request:
+                tensors = [pb_utils.Tensor(n, np.ascontiguousarray(o)) for n, o in zip(self.output_names, outs)]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        except Exception as exc:  # report to the caller, keep serving
+            message = f"{type(exc).__name__}: {exc}"
+            responses = [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
+        return responses

@@ -1,0 +1,166 @@
+"""Registry of model builders: ``MODELS[name]`` builds the eager PyTorch module that gets exported.
+
+Each builder returns the *served* module: uint8 NHWC images in, normalisation inside, compact outputs out (class-id
+mask for semantic models, fixed-size padded detections for Mask R-CNN). torch, torchvision and
+segmentation_models_pytorch are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from export.errors import ExportError, WeightsUnavailableError, require
+from export.spec import SPECS, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = "DEFAULT"
+NO_WEIGHTS = "none"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    spec: ModelSpec
+    # build(spec, pretrained) -> the bare network (not yet wrapped)
+    build_network: Callable[[ModelSpec, bool], "torch.nn.Module"]
+
+
+def _unet(spec: ModelSpec, pretrained: bool) -> "torch.nn.Module":
+    smp = require("segmentation_models_pytorch", "segmentation-models-pytorch")
+    # smp publishes encoder weights only; the decoder starts random and needs fine-tuning (use --checkpoint).
+    return smp.Unet("resnet34", encoder_weights="imagenet" if pretrained else None, classes=spec.num_classes)
+
+
+def _deeplabv3(spec: ModelSpec, pretrained: bool) -> "torch.nn.Module":
+    from torchvision.models.segmentation import deeplabv3_resnet50
+
+    return deeplabv3_resnet50(weights="DEFAULT" if pretrained else None, weights_backbone=None,
+                              num_classes=spec.num_classes)
+
+
+def _deeplabv3_mobilenet(spec: ModelSpec, pretrained: bool) -> "torch.nn.Module":
+    from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
+
+    return deeplabv3_mobilenet_v3_large(weights="DEFAULT" if pretrained else None, weights_backbone=None,
+                                        num_classes=spec.num_classes)
+
+
+def _maskrcnn(spec: ModelSpec, pretrained: bool) -> "torch.nn.Module":
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    return maskrcnn_resnet50_fpn(
+        weights="DEFAULT" if pretrained else None,
+        weights_backbone=None,
+        num_classes=spec.num_classes,
+        box_score_thresh=spec.score_threshold,
+        box_detections_per_img=spec.max_detections,
+    )
+
+
+MODELS: dict[str, ModelEntry] = {
+    "unet": ModelEntry(SPECS["unet"], _unet),
+    "deeplabv3": ModelEntry(SPECS["deeplabv3"], _deeplabv3),
+    "deeplabv3_mobilenet": ModelEntry(SPECS["deeplabv3_mobilenet"], _deeplabv3_mobilenet),
+    "maskrcnn": ModelEntry(SPECS["maskrcnn"], _maskrcnn),
+}
+
+
+def build_network(spec: ModelSpec, weights: str = NO_WEIGHTS) -> "torch.nn.Module":
+    """The bare network for ``spec`` with ``weights``: ``DEFAULT`` (pretrained), ``none`` or a checkpoint path."""
+    require("torch")
+    try:
+        entry = MODELS[spec.name]
+    except KeyError:
+        raise ExportError(f"Unknown model `{spec.name}`. Available: {', '.join(sorted(MODELS))}.") from None
+    if weights == DEFAULT_WEIGHTS:
+        try:
+            net = entry.build_network(spec, True)
+        except ExportError:
+            raise
+        except Exception as exc:  # urllib/requests/hub errors differ by library; all mean "could not fetch"
+            raise WeightsUnavailableError(
+                f"Could not download pretrained weights for `{spec.name}` ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160]}). Offline? Use --weights none or --checkpoint PATH."
+            ) from exc
+    elif weights == NO_WEIGHTS:
+        log.warning("!!! `%s` uses RANDOM weights (--weights none): its masks will be meaningless. "
+                    "Use --weights DEFAULT or --checkpoint PATH for real predictions.", spec.name)
+        net = entry.build_network(spec, False)
+    else:
+        net = entry.build_network(spec, False)
+        load_checkpoint(net, Path(weights))
+    return net.eval()
+
+
+def load_checkpoint(net: "torch.nn.Module", path: Path) -> None:
+    """Load a state dict (bare, or under ``state_dict``/``model``) strictly, with a readable error."""
+    import torch
+
+    if not path.is_file():
+        raise ExportError(f"Checkpoint `{path}` does not exist. Pass a state-dict file saved with torch.save.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ExportError(f"Checkpoint `{path}` is not a readable torch state dict: {exc}".splitlines()[0]) from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+    if not isinstance(state, dict):
+        raise ExportError(f"Checkpoint `{path}` holds a {type(state).__name__}, not a state dict.")
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shape:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shape)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+        raise ExportError(f"Checkpoint `{path}` does not fit `{type(net).__name__}`: {'; '.join(parts)}.")
+    net.load_state_dict(state, strict=True)
+
+
+def build_served_module(spec: ModelSpec, weights: str = NO_WEIGHTS) -> "torch.nn.Module":
+    """The module that is exported and served: uint8 NHWC ``IMAGE`` in, the spec's outputs out."""
+    net = build_network(spec, weights)
+    if spec.task == "semantic":
+        return semantic_wrapper(net, spec)
+    from export.maskrcnn import MaskRCNNCore
+
+    return MaskRCNNCore(net, spec).eval()
+
+
+def semantic_wrapper(net: "torch.nn.Module", spec: ModelSpec) -> "torch.nn.Module":
+    import torch
+
+    class SemanticSegmenter(torch.nn.Module):
+        """uint8 NHWC -> normalise -> network -> ArgMax (uint8 class ids) [+ float16 softmax]."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
+            std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
+            # (x/255 - mean)/std folded into one multiply-add.
+            self.register_buffer("scale", 1.0 / std)
+            self.register_buffer("shift", -mean / std)
+            self.mask_dtype = torch.uint8 if spec.mask_dtype == "UINT8" else torch.int32
+
+        def forward(self, image: torch.Tensor):
+            x = image.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
+            logits = self.net(x)
+            if isinstance(logits, dict):  # torchvision segmentation models return {"out", "aux"}
+                logits = logits["out"]
+            mask = logits.argmax(dim=1).to(self.mask_dtype)
+            if spec.with_probs:
+                return mask, logits.softmax(dim=1).to(torch.float16)
+            return mask
+
+    return SemanticSegmenter().eval()

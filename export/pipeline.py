@@ -1,0 +1,108 @@
+"""The export pipeline for one model: build -> ONNX -> parity check -> [TensorRT engine] -> model repository."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from export.config import ServingOptions
+from export.errors import ExportError
+from export.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORK_DIR = Path("build")
+
+
+@dataclass
+class ExportResult:
+    spec: ModelSpec
+    model_dir: Path
+    onnx_path: Path
+    onnx_bytes: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    parity: str = "skipped"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm comes with the export extra; without it, no bar
+        return None
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, leave=True,
+                bar_format="{desc}: {n_fmt}/{total_fmt} {bar:20} {elapsed} {postfix}")
+
+
+def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, weights: str = "none",
+                 work_dir: Path = DEFAULT_WORK_DIR, parity: bool = True, progress: bool = True,
+                 precision: str = "fp16", cache_dir: Path | None = None) -> ExportResult:
+    """Export ``spec`` for ``options.target`` into ``repository`` and return what was done and how long it took."""
+    from export.models import build_served_module
+    from export.onnx_export import example_input, export_onnx
+    from export.repository import write_model
+
+    import torch
+
+    torch.manual_seed(0)  # reproducible random init for --weights none
+    steps = 4 + (options.target == "tensorrt")
+    bar = _progress(steps, f"export {spec.name}", progress)
+    seconds: dict[str, float] = {}
+
+    def step(name: str):
+        if bar is not None:
+            bar.set_postfix_str(name)
+        return time.perf_counter()
+
+    def done(name: str, started: float) -> None:
+        seconds[name] = time.perf_counter() - started
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        t = step("build")
+        module = build_served_module(spec, weights)
+        done("build", t)
+
+        t = step("onnx")
+        onnx_path = export_onnx(module, spec, work_dir / spec.name / "model.onnx")
+        done("onnx", t)
+
+        t = step("parity")
+        summary = "skipped"
+        if parity:
+            from export.parity import check_parity
+
+            batch = 2 if spec.max_batch_size > 1 else 1
+            images = example_input(spec, batch, seed=1).numpy()
+            summary = check_parity(module, spec, onnx_path, images).summary
+        done("parity", t)
+
+        plan_path = None
+        if options.target == "tensorrt":
+            from export.tensorrt import BuildOptions, build_engine
+
+            t = step("tensorrt")
+            plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(precision=precision),
+                                     cache_dir=cache_dir or work_dir / "engines").plan_path
+            done("tensorrt", t)
+
+        t = step("repository")
+        model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path)
+        done("repository", t)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not onnx_path.is_file():
+        raise ExportError(f"ONNX file {onnx_path} vanished during export.")
+    return ExportResult(spec, model_dir, onnx_path, onnx_path.stat().st_size, seconds, summary)
