@@ -60,6 +60,8 @@ def _maskrcnn(spec: ModelSpec, pretrained: bool) -> "torch.nn.Module":
         num_classes=spec.num_classes,
         box_score_thresh=spec.score_threshold,
         box_detections_per_img=spec.max_detections,
+        rpn_pre_nms_top_n_test=spec.rpn_pre_nms_top_n,
+        rpn_post_nms_top_n_test=spec.rpn_post_nms_top_n,
     )
 
 

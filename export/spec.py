@@ -62,6 +62,9 @@ class ModelSpec:
     max_detections: int = 0
     score_threshold: float = 0.05
     mask_resolution: int = 28
+    # Proposals kept per FPN level before NMS, and in all after it (torchvision's test-time defaults).
+    rpn_pre_nms_top_n: int = 1000
+    rpn_post_nms_top_n: int = 1000
     # Semantic segmentation only: also emit float16 softmax probabilities.
     with_probs: bool = False
     # ONNX op types a TensorRT build keeps in FP32 (numerically sensitive: input normalisation, softmax, ArgMax).
@@ -160,6 +163,8 @@ class ModelSpec:
             if not 1 <= max_batch_size <= 256:
                 raise ExportError(f"Bad max batch size {max_batch_size}: use 1..256.")
             prefs = tuple(b for b in self.preferred_batch_sizes if b <= max_batch_size)
+            if not prefs and max_batch_size > 1:
+                prefs = (max_batch_size,)
             changes.update(max_batch_size=max_batch_size, preferred_batch_sizes=prefs)
         return dataclasses.replace(self, **changes)
 

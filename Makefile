@@ -1,0 +1,55 @@
+# segserve: `make demo` runs the main job, `make test` the whole suite. Both set themselves up.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+TOOLS ?= .tools
+REPO ?= model_repository
+DEMO_OUT ?= demo-out
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[export,test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create .venv with the project and its export/test extras
+
+tools: ## fetch tritonserver, perf_analyzer and helm into .tools/
+	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton helm
+
+export: venv ## export the demo models to $(REPO) for the local CPU Triton (MODELS="unet ..." to choose)
+	$(VPY) -m export $(or $(MODELS),deeplabv3_mobilenet unet maskrcnn) --target local --output $(REPO)
+
+serve: venv tools ## run the local tritonserver on $(REPO) in the foreground (exports first if empty)
+	$(VPY) -m serve --repository $(REPO) --export-if-empty --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+	  --metrics-port $(METRICS_PORT)
+
+demo: venv tools ## export 3 model families, serve them on a real local Triton, segment sample images
+	$(VPY) scripts/demo.py --repository $(REPO) --out $(DEMO_OUT)
+
+test: venv tools ## run the whole test suite (unit, export, integration with the real tritonserver, chart)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+unit-test: venv ## unit tests only (fast, no server)
+	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+chart-test: venv tools ## Helm chart tests only (real helm, offline schema validation)
+	$(VPY) -m pytest tests/chart $(PYTEST_ARGS)
+
+clean: ## remove generated artifacts (keeps .venv and .tools)
+	rm -rf build $(DEMO_OUT) .pytest_cache
+	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+
+.PHONY: help venv tools export serve demo test unit-test chart-test clean

@@ -1,0 +1,190 @@
+"""The real tritonserver (CPU, python backend) serving the small exports; results through gRPC must equal
+in-process PyTorch on the same image, with the parity thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import TOOLS, free_port
+
+pytestmark = pytest.mark.integration
+
+if not (TOOLS / "triton" / ".complete").exists():
+    pytest.skip("tritonserver not fetched: run `make tools`", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    from serve.server import ServerConfig, TritonServer
+
+    config = ServerConfig(exported["_repository"], http_port=free_port(), grpc_port=free_port(),
+                          metrics_port=free_port())
+    log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    with TritonServer(config, log_path=log) as triton:
+        triton.wait_ready(300)
+        yield triton
+    assert triton.process is None
+
+
+def sample(height=300, width=420, seed=11):
+    from export.samples import synthetic_image
+
+    return synthetic_image(height, width, seed=seed)
+
+
+MODELS = ["unet", "deeplabv3", "deeplabv3_mobilenet", "maskrcnn"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_served_result_equals_in_process_pytorch(server, exported, name):
+    from client import Segmenter
+    from client.api import detections_to_original
+    from client.postprocess import unletterbox_mask
+    from export.compare import compare_outputs
+    from export.parity import run_eager
+
+    item = exported[name]
+    image = sample()
+    with Segmenter(server.grpc_url, name) as seg:
+        assert seg.info.task == item.spec.task and seg.info.class_names == item.spec.class_names
+        canvas, box = seg.prepare(image)
+        served = seg.infer(canvas[None])
+        eager = run_eager(item.module, item.spec, canvas[None])
+        agreement = compare_outputs(item.spec.task, eager, served, max_detections=item.spec.max_detections)
+        assert agreement.passed, agreement.summary
+        result = seg(image)
+    if item.spec.task == "semantic":
+        assert result.mask.shape == image.shape[:2]
+        expected = unletterbox_mask(eager["MASK"][0], box)
+        assert np.mean(result.mask == expected) >= 0.999
+    else:
+        assert agreement.matched > 0
+        expected = detections_to_original(eager, box, item.spec.class_names)
+        assert result.masks.shape == (len(expected), *image.shape[:2])
+        assert len(result) == len(expected) and len(result) > 0
+
+
+def test_http_gives_the_same_answer_as_grpc(server):
+    from client import Segmenter
+
+    image = sample(seed=3)
+    with Segmenter(server.grpc_url, "deeplabv3_mobilenet") as grpc_seg, \
+            Segmenter(server.http_url, "deeplabv3_mobilenet", protocol="http") as http_seg:
+        np.testing.assert_array_equal(grpc_seg.segment(image).mask, http_seg.segment(image).mask)
+
+
+def test_dynamic_batching_answers_every_request(server, exported):
+    """Concurrent requests may be batched together by Triton; each must get its own image's mask."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from client import Segmenter
+    from export.parity import run_eager
+
+    item = exported["deeplabv3_mobilenet"]
+    images = [sample(seed=s) for s in range(6)]
+    with Segmenter(server.grpc_url, "deeplabv3_mobilenet") as seg:
+        canvases = [seg.prepare(im)[0] for im in images]
+        with ThreadPoolExecutor(6) as pool:
+            served = list(pool.map(lambda c: seg.infer(c[None])["MASK"][0], canvases))
+    for canvas, mask in zip(canvases, served):
+        assert np.mean(run_eager(item.module, item.spec, canvas[None])["MASK"][0] == mask) >= 0.999
+
+
+def test_cli_writes_overlays_and_reports(server, tmp_path, capsys):
+    from PIL import Image
+
+    from client.__main__ import main
+
+    Image.fromarray(sample()).save(tmp_path / "street.png")
+    for model in ("deeplabv3_mobilenet", "maskrcnn"):
+        assert main(["segment", "--model", model, str(tmp_path / "street.png"), "--out", str(tmp_path / "out"),
+                     "--url", server.grpc_url]) == 0
+        overlay = Image.open(tmp_path / "out" / f"street.{model}.png")
+        assert overlay.size == (420, 300)
+    out = capsys.readouterr().out
+    assert "street.png: 420x300 deeplabv3_mobilenet" in out and "instances" in out
+
+
+def test_unknown_model_lists_the_served_ones(server, tmp_path, capsys):
+    from client.__main__ import main
+
+    assert main(["segment", "--model", "unett", str(tmp_path / "x.png"), "--url", server.grpc_url]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: Unknown model `unett` at grpc://{server.grpc_url}. "
+                   "Served: deeplabv3, deeplabv3_mobilenet, maskrcnn, unet.")
+
+
+def test_unreadable_image_is_one_line_and_exit_1(server, tmp_path, capsys):
+    from client.__main__ import main
+
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    assert main(["segment", "--model", "unet", str(tmp_path / "broken.jpg"), "--url", server.grpc_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot read image") and "broken.jpg" in err and err.count("\n") == 1
+
+
+def test_unreachable_server_names_the_url(capsys):
+    from client.__main__ import main
+
+    port = free_port()
+    assert main(["segment", "--model", "unet", "x.png", "--url", f"127.0.0.1:{port}", "--timeout", "1"]) == 1
+    assert f"Cannot reach Triton at grpc://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_a_bad_request_gets_an_error_and_the_server_keeps_serving(server):
+    import tritonclient.grpc as grpcclient
+
+    from client import Segmenter
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    wrong = np.zeros((1, 64, 64, 3), np.uint8)  # not the model's size
+    tensor = grpcclient.InferInput("IMAGE", list(wrong.shape), "UINT8")
+    tensor.set_data_from_numpy(wrong)
+    with pytest.raises(Exception, match=r"unexpected shape|expected"):
+        client.infer("unet", [tensor])
+    with Segmenter(server.grpc_url, "unet") as seg:
+        assert seg.segment(sample()).mask.shape == (300, 420)
+    assert server.is_ready()
+
+
+def test_port_in_use_is_a_clear_error(exported):
+    from serve.server import ServerConfig, ServeError, TritonServer
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config = ServerConfig(exported["_repository"], http_port=free_port(), grpc_port=port,
+                              metrics_port=free_port())
+        with pytest.raises(ServeError, match=rf"Port {port} \(grpc\) on 127.0.0.1 is already in use"):
+            TritonServer(config).start()
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_serve_stops_cleanly_on_signal_without_orphans(exported, signum):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    ports = [free_port(), free_port(), free_port()]
+    proc = subprocess.Popen([sys.executable, "-m", "serve", "--repository", str(exported["_repository"]),
+                             "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
+                             "--metrics-port", str(ports[2]), "--log", os.devnull],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "Triton ready" in proc.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/health/ready", timeout=5) as r:
+            assert r.status == 200
+        proc.send_signal(getattr(signal, signum))
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    leftovers = subprocess.run(["pgrep", "-f", f"--grpc-port={ports[1]}"], capture_output=True, text=True).stdout
+    assert leftovers.strip() == "", "tritonserver outlived `python -m serve`"

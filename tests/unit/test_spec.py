@@ -1,0 +1,77 @@
+import pytest
+
+from export.errors import ExportError
+from export.models import MODELS
+from export.spec import SPECS, get_spec
+
+
+def test_every_builder_has_a_spec_and_back():
+    assert set(MODELS) == set(SPECS) == {"unet", "deeplabv3", "deeplabv3_mobilenet", "maskrcnn"}
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(ExportError, match=r"Unknown model `unett`\. Available: deeplabv3, deeplabv3_mobilenet, "
+                                          r"maskrcnn, unet\."):
+        get_spec("unett")
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_input_is_uint8_nhwc_at_the_model_size(name):
+    spec = get_spec(name)
+    assert spec.image.name == "IMAGE" and spec.image.dtype == "UINT8"
+    assert spec.image.dims == (spec.height, spec.width, 3)
+
+
+def test_semantic_outputs_are_a_uint8_mask_and_optional_fp16_probs():
+    spec = get_spec("deeplabv3")
+    assert [(t.name, t.dtype, t.dims) for t in spec.outputs] == [("MASK", "UINT8", (520, 520))]
+    probs = spec.with_options(probs=True)
+    assert probs.outputs[1].name == "PROBS" and probs.outputs[1].dtype == "FP16"
+    assert probs.outputs[1].dims == (21, 520, 520)
+
+
+def test_more_than_256_classes_need_an_int32_mask():
+    assert get_spec("unet").with_options(num_classes=300).outputs[0].dtype == "INT32"
+    assert get_spec("unet").with_options(num_classes=256).outputs[0].dtype == "UINT8"
+
+
+def test_maskrcnn_outputs_are_fixed_size_and_padded():
+    spec = get_spec("maskrcnn")
+    assert {t.name: t.dims for t in spec.outputs} == {
+        "BOXES": (100, 4), "SCORES": (100,), "LABELS": (100,), "MASKS": (100, 28, 28), "NUM_DETECTIONS": (1,)}
+    assert spec.with_options(max_detections=10).outputs[0].dims == (10, 4)
+    assert spec.max_batch_size == 1 and spec.num_classes == 91
+
+
+def test_class_names_travel_with_the_spec():
+    assert get_spec("deeplabv3").class_names[15] == "person"
+    assert get_spec("maskrcnn").class_names[1] == "person"
+    assert get_spec("unet").with_options(num_classes=3).class_names == ("__background__", "class_1", "class_2")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"size": 100}, r"Bad size 100 for `unet`: use a multiple of 32, at least 64\."),
+    ({"size": 32}, r"Bad size 32"),
+    ({"num_classes": 1}, r"Bad class count 1: use 2\.\.65535\."),
+    ({"max_detections": 5}, r"Bad max detections 5 for `unet`"),
+    ({"max_batch_size": 0}, r"Bad max batch size 0: use 1\.\.256\."),
+])
+def test_bad_overrides_name_the_value_and_what_is_valid(kwargs, message):
+    with pytest.raises(ExportError, match=message):
+        get_spec("unet").with_options(**kwargs)
+
+
+def test_fixed_class_lists_cannot_be_resized():
+    with pytest.raises(ExportError, match=r"`deeplabv3` has a fixed class list \(21 classes\)"):
+        get_spec("deeplabv3").with_options(num_classes=5)
+
+
+def test_maskrcnn_is_batch_one_only():
+    with pytest.raises(ExportError, match=r"batch 1 only; got max batch 4"):
+        get_spec("maskrcnn").with_options(max_batch_size=4)
+
+
+def test_trt_profile_comes_from_the_batch_settings():
+    assert get_spec("unet").batch_profile == (1, 8, 8)
+    assert get_spec("unet").with_options(max_batch_size=2).batch_profile == (1, 2, 2)
+    assert get_spec("maskrcnn").batch_profile == (1, 1, 1)
