@@ -69,7 +69,8 @@ def _core_class():
             self.register_buffer("shift", -mean / std)
 
         def forward(self, image: torch.Tensor):
-            x = image.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
+            # Cast before the transpose: TensorRT takes UINT8 only at the network boundary.
+            x = image.to(torch.float32).permute(0, 3, 1, 2) * self.scale + self.shift
             images = ImageList(x, [self.size])
             with branch_free_nms():
                 features = self.backbone(x)
@@ -78,11 +79,12 @@ def _core_class():
             det = detections[0]
             d = self.max_detections
             boxes, scores, labels, masks = det["boxes"], det["scores"], det["labels"], det["masks"][:, 0]
-            count = torch.ones_like(scores, dtype=torch.int32).sum().to(torch.int32).reshape(1, 1)
+            # Float sums and float padding, cast at the end: TensorRT's ReduceSum and ConstantOfShape are float-only.
+            count = torch.ones_like(scores).sum().to(torch.int32).reshape(1, 1)
             # Pad to D rows: concatenate D zero rows, keep the first D (Concat + Slice: TensorRT-friendly).
             boxes = torch.cat([boxes, boxes.new_zeros(d, 4)])[:d]
             scores = torch.cat([scores, scores.new_zeros(d)])[:d]
-            labels = torch.cat([labels.to(torch.int32), labels.new_zeros(d, dtype=torch.int32)])[:d]
+            labels = torch.cat([labels.to(torch.float32), scores.new_zeros(d)])[:d].to(torch.int32)
             masks = torch.cat([masks, masks.new_zeros(d, *masks.shape[1:])])[:d].to(torch.float16)
             return boxes[None], scores[None], labels[None], masks[None], count
 

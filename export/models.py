@@ -156,7 +156,8 @@ def semantic_wrapper(net: "torch.nn.Module", spec: ModelSpec) -> "torch.nn.Modul
             self.mask_dtype = torch.uint8 if spec.mask_dtype == "UINT8" else torch.int32
 
         def forward(self, image: torch.Tensor):
-            x = image.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
+            # Cast before the transpose: TensorRT takes UINT8 only at the network boundary.
+            x = image.to(torch.float32).permute(0, 3, 1, 2) * self.scale + self.shift
             logits = self.net(x)
             if isinstance(logits, dict):  # torchvision segmentation models return {"out", "aux"}
                 logits = logits["out"]

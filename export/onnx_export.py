@@ -66,11 +66,27 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path) -> Path:
     program.save(str(path), external_data=False)
     model = onnx.load(str(path))
     _name_batch_axes(model, spec)
+    from export.trt_rewrite import make_tensorrt_friendly
+
+    model, rewrites = make_tensorrt_friendly(model)
+    for line in rewrites:
+        log.debug("TensorRT rewrite in %s: %s", spec.name, line)
+    _set_metadata(model, spec, rewrites)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     log.debug("exported %s to %s in %.1f s (%.1f MB)", spec.name, path, time.perf_counter() - started,
              path.stat().st_size / 1e6)
     return path
+
+
+def _set_metadata(model, spec: ModelSpec, rewrites: list[str]) -> None:
+    """The spec travels inside the ONNX file, so a standalone engine build (e.g. in an init container) derives its
+    optimisation profiles and FP32 layers from the same source of truth."""
+    entries = {"segserve.spec": spec.to_json(), "segserve.trt_rewrites": str(len(rewrites))}
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
 
 
 def _name_batch_axes(model, spec: ModelSpec) -> None:

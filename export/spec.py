@@ -7,6 +7,7 @@ client all read these objects; none of them restates a tensor name, dtype, size 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -117,6 +118,19 @@ class ModelSpec:
         """(min, opt, max) batch for TensorRT optimisation profiles: opt is the largest preferred batch size."""
         opt = max(self.preferred_batch_sizes, default=1)
         return (1, min(opt, self.max_batch_size), self.max_batch_size)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        """The inverse of ``to_json`` (lists back to tuples); unknown keys are an error, not silently dropped."""
+        raw = json.loads(text)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - fields
+        if unknown:
+            raise ExportError(f"Unknown spec fields {sorted(unknown)}: the ONNX file comes from a newer segserve.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
     def with_options(
         self,
