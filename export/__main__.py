@@ -74,6 +74,10 @@ def export_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     w.add_argument("--checkpoint", type=Path, help="a state-dict file to load instead")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision")
+    p.add_argument("--plan", type=Path, help="tensorrt target: assemble from this prebuilt engine (its sidecar must "
+                   "match the target GPU) instead of building one")
+    p.add_argument("--target-gpu", metavar="NAME:CC", help="tensorrt target with --plan: the GPU the repository is for, "
+                   "e.g. 'NVIDIA H100 80GB HBM3:9.0' (default: this machine's GPU)")
     p.add_argument("--cache-dir", type=Path, help="TensorRT engine and timing cache folder (default: WORK_DIR/engines)")
     p.add_argument("--work-dir", type=Path, default=Path("build"), help="where ONNX files go (default: %(default)s)")
     p.add_argument("--skip-parity", action="store_true", help="do not run the ONNX Runtime vs PyTorch check")
@@ -98,10 +102,24 @@ def run_export(argv: list[str]) -> int:
                                         **({"device": args.device} if args.device else {}))
     specs = _resolve_specs(args.models, args)  # validate every name and option before any work
     weights = str(args.checkpoint) if args.checkpoint else args.weights
+    target_gpu = None
+    if args.target_gpu:
+        from export.tensorrt import GpuInfo
+
+        name, _, cc = args.target_gpu.rpartition(":")
+        if not name or not cc:
+            raise ExportError(f"Bad --target-gpu `{args.target_gpu}`: use NAME:COMPUTE_CAPABILITY, e.g. "
+                              "'NVIDIA H100 80GB HBM3:9.0'.")
+        target_gpu = GpuInfo(name, cc)
+    if (args.plan or target_gpu) and args.target != "tensorrt":
+        raise ExportError("--plan and --target-gpu apply to --target tensorrt only.")
+    if args.plan and len(specs) != 1:
+        raise ExportError("--plan names one engine: export one model with it.")
     for spec in specs:
         result = export_model(spec, options, args.output, weights=weights, work_dir=args.work_dir,
                               parity=not args.skip_parity, progress=not args.no_progress,
-                              precision=args.precision, cache_dir=args.cache_dir)
+                              precision=args.precision, cache_dir=args.cache_dir, plan=args.plan,
+                              target_gpu=target_gpu)
         times = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
         print(f"{spec.name}: {result.model_dir} ({options.target}), ONNX {result.onnx_bytes / 1e6:.1f} MB; "
               f"parity: {result.parity}; {times}")

@@ -46,7 +46,8 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, weights: str = "none",
                  work_dir: Path = DEFAULT_WORK_DIR, parity: bool = True, progress: bool = True,
-                 precision: str = "fp16", cache_dir: Path | None = None) -> ExportResult:
+                 precision: str = "fp16", cache_dir: Path | None = None, plan: Path | None = None,
+                 target_gpu=None) -> ExportResult:
     """Export ``spec`` for ``options.target`` into ``repository`` and return what was done and how long it took."""
     from export.models import build_served_module
     from export.onnx_export import example_input, export_onnx
@@ -88,8 +89,8 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
             summary = check_parity(module, spec, onnx_path, images).summary
         done("parity", t)
 
-        plan_path = None
-        if options.target == "tensorrt":
+        plan_path = plan
+        if options.target == "tensorrt" and plan_path is None:
             from export.tensorrt import BuildOptions, build_engine
 
             t = step("tensorrt")
@@ -98,7 +99,8 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
             done("tensorrt", t)
 
         t = step("repository")
-        model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path)
+        model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path,
+                                target_gpu=target_gpu)
         done("repository", t)
     finally:
         if bar is not None:

@@ -16,11 +16,19 @@ LOCAL_MODEL_PY = Path(__file__).parent / "local_backend" / "model.py"
 
 
 def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, onnx_path: Path | None = None,
-                plan_path: Path | None = None, version: int = 1) -> Path:
+                plan_path: Path | None = None, target_gpu=None, version: int = 1) -> Path:
     """Assemble ``<repository>/<spec.name>`` for ``options.target`` and return the model folder.
 
-    ``local`` and ``onnxruntime`` need ``onnx_path``; ``tensorrt`` needs ``plan_path`` (checked by the caller
-    against the GPU it will run on)."""
+    ``local`` and ``onnxruntime`` need ``onnx_path``; ``tensorrt`` needs ``plan_path``, whose sidecar must match
+    ``target_gpu`` (default: this machine's GPU), checked before anything is written."""
+    if options.target == "tensorrt":
+        if plan_path is None or not plan_path.is_file():
+            raise ExportError(f"No TensorRT engine for `{spec.name}` at {plan_path}.")
+        from export.tensorrt import check_plan_for_gpu
+
+        sidecar = check_plan_for_gpu(plan_path, target_gpu)
+        if sidecar.model != spec.name:
+            raise ExportError(f"Engine {plan_path} was built for `{sidecar.model}`, not `{spec.name}`.")
     model_dir = repository / spec.name
     version_dir = model_dir / str(version)
     if model_dir.exists():
@@ -33,9 +41,8 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
         if options.target == "local":
             shutil.copyfile(LOCAL_MODEL_PY, version_dir / ARTIFACTS["local"])
     else:
-        if plan_path is None or not plan_path.is_file():
-            raise ExportError(f"No TensorRT engine for `{spec.name}` at {plan_path}.")
         _place(plan_path, version_dir / ARTIFACTS["tensorrt"])
+        shutil.copyfile(plan_path.with_name(plan_path.name + ".json"), model_dir / "model.plan.json")
     (model_dir / "config.pbtxt").write_text(render_config(spec, options))
     (model_dir / LABELS_FILE).write_text("\n".join(spec.class_names) + "\n")
     log.debug("wrote %s (%s target) to %s", spec.name, options.target, model_dir)

@@ -1,0 +1,138 @@
+"""The TensorRT code paths that need no TensorRT: sidecars, GPU matching, cache keys, profiles, CLI errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from export.config import ServingOptions
+from export.errors import ExportError
+from export.repository import write_model
+from export.spec import ModelSpec, get_spec
+from export.tensorrt import GpuInfo, Sidecar, cache_paths, profiles_for, sidecar_path
+
+H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
+L4 = GpuInfo("NVIDIA L4", "8.9")
+
+
+def sidecar(model="unet", gpu=H100, trt="10.3.0"):
+    return Sidecar(model=model, tensorrt_version=trt, gpu_name=gpu.name, gpu_product=gpu.product,
+                   compute_capability=gpu.compute_capability, precision="fp16",
+                   profiles=profiles_for(get_spec(model)), onnx_sha256="ab" * 32)
+
+
+def test_gpu_product_is_label_safe():
+    assert H100.product == "NVIDIA-H100-80GB-HBM3"
+
+
+def test_sidecar_matches_only_its_gpu_and_tensorrt():
+    s = sidecar()
+    assert s.mismatch(H100, "10.3.0") is None
+    assert s.mismatch(L4) == "built for NVIDIA H100 80GB HBM3, this GPU is NVIDIA L4; compute capability 9.0 vs 8.9"
+    assert s.mismatch(H100, "10.7.0") == "TensorRT 10.3.0 vs 10.7.0"
+
+
+def test_sidecar_round_trips_and_reports_a_missing_file(tmp_path):
+    s = sidecar()
+    s.write(tmp_path / "model.plan.json")
+    assert Sidecar.read(tmp_path / "model.plan.json") == s
+    with pytest.raises(ExportError, match=r"No sidecar .*other\.plan\.json.*Rebuild it"):
+        Sidecar.read(tmp_path / "other.plan.json")
+
+
+def test_profiles_come_from_the_spec():
+    assert profiles_for(get_spec("unet")) == {"IMAGE": {"min": [1, 512, 512, 3], "opt": [8, 512, 512, 3],
+                                                        "max": [8, 512, 512, 3]}}
+    assert profiles_for(get_spec("maskrcnn"))["IMAGE"]["max"] == [1, 800, 800, 3]
+
+
+def test_cache_is_keyed_by_gpu_tensorrt_onnx_and_precision(tmp_path):
+    plan, timing = cache_paths(tmp_path, H100, "10.3.0", "f" * 64, "fp16")
+    assert plan == tmp_path / "NVIDIA-H100-80GB-HBM3" / "trt-10.3.0" / ("f" * 16 + "-fp16.plan")
+    assert timing.parent == plan.parent and timing.name == "timing.cache"
+    assert cache_paths(tmp_path, L4, "10.3.0", "f" * 64, "fp16")[0] != plan
+
+
+def fake_plan(tmp_path, gpu=H100, model="unet"):
+    plan = tmp_path / "engine.plan"
+    plan.write_bytes(b"not a real engine")
+    sidecar(model, gpu).write(sidecar_path(plan))
+    return plan
+
+
+def test_repository_is_assembled_from_an_engine_built_for_the_target_gpu(tmp_path):
+    plan = fake_plan(tmp_path)
+    model_dir = write_model(get_spec("unet"), ServingOptions.for_target("tensorrt"), tmp_path / "repo",
+                            plan_path=plan, target_gpu=H100)
+    assert (model_dir / "1" / "model.plan").read_bytes() == b"not a real engine"
+    assert json.loads((model_dir / "model.plan.json").read_text())["gpu_product"] == H100.product
+    assert 'platform: "tensorrt_plan"' in (model_dir / "config.pbtxt").read_text()
+
+
+def test_an_engine_for_another_gpu_is_refused_before_anything_is_written(tmp_path):
+    plan = fake_plan(tmp_path, gpu=L4)
+    with pytest.raises(ExportError, match=r"cannot serve on this GPU: built for NVIDIA L4, this GPU is NVIDIA H100"):
+        write_model(get_spec("unet"), ServingOptions.for_target("tensorrt"), tmp_path / "repo", plan_path=plan,
+                    target_gpu=H100)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_an_engine_of_another_model_is_refused(tmp_path):
+    plan = fake_plan(tmp_path, model="deeplabv3")
+    with pytest.raises(ExportError, match=r"built for `deeplabv3`, not `unet`"):
+        write_model(get_spec("unet"), ServingOptions.for_target("tensorrt"), tmp_path / "repo", plan_path=plan,
+                    target_gpu=H100)
+
+
+def test_spec_travels_as_json():
+    spec = get_spec("maskrcnn").with_options(size=256, max_detections=7)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(ExportError, match=r"Unknown spec fields \['future_field'\]"):
+        ModelSpec.from_json(json.dumps({**json.loads(spec.to_json()), "future_field": 1}))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "export", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_assembly_from_a_mismatched_plan_is_one_line_exit_1(tmp_path):
+    plan = fake_plan(tmp_path, gpu=L4)
+    proc = run_cli("unet", "--target", "tensorrt", "--plan", str(plan), "--target-gpu", "NVIDIA H100 80GB HBM3:9.0",
+                   "--output", str(tmp_path / "repo"), "--skip-parity", "--no-progress", "--size", "64")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: Engine ")
+    assert "cannot serve on this GPU" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["unett"], r"error: Unknown model `unett`\. Available: deeplabv3, deeplabv3_mobilenet, maskrcnn, unet\."),
+    (["unet", "--size", "100"], r"error: Bad size 100 for `unet`"),
+    (["unet", "--target", "local", "--plan", "x.plan"], r"error: --plan and --target-gpu apply to --target tensorrt"),
+    (["unet", "--checkpoint", "/nonexistent.pt", "--size", "64"], r"error: Checkpoint `/nonexistent\.pt` does not exist"),
+    (["build-engine", "--onnx", "/nonexistent.onnx", "--plan", "x.plan"], r"error: ONNX file /nonexistent\.onnx does"),
+])
+def test_cli_user_errors_are_one_line_and_exit_1(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert __import__("re").match(message, last), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_argument_errors_exit_2_with_usage():
+    proc = run_cli("unet", "--target", "torchscript")
+    assert proc.returncode == 2 and "invalid choice: 'torchscript'" in proc.stderr
+
+
+def test_tensorrt_build_without_tensorrt_names_the_package(tmp_path):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    from export.tensorrt import build_engine
+
+    with pytest.raises(ExportError, match=r"`tensorrt` is needed for this step .* pip install 'tensorrt-cu12'"):
+        build_engine(tmp_path / "model.onnx")
