@@ -7,6 +7,7 @@ import pytest
 
 from export.models import MODELS
 
+pytestmark = pytest.mark.gpu
 trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt-cu12 on a GPU node)")
 
 

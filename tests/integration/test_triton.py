@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import TOOLS, free_port
+from support import TOOLS, free_port
 
 pytestmark = pytest.mark.integration
 
