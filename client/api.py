@@ -110,6 +110,7 @@ class Segmenter:
         self.protocol = protocol
         self.url = url or DEFAULT_URLS[protocol]
         self.mask_threshold = mask_threshold
+        self.last_wire_bytes: tuple[int, int] | None = None  # (request tensor bytes, gRPC response message bytes)
         self._client = _connect(self.url, protocol, ready_timeout_s)
         self.info = self._model_info(model)
 
@@ -139,6 +140,8 @@ class Segmenter:
             response = self._client.infer(self.info.name, [tensor], outputs=outputs)
         except Exception as exc:
             raise ClientError(f"Inference on `{self.info.name}` at {self.url} failed: {_message(exc)}") from None
+        if self.protocol == "grpc":
+            self.last_wire_bytes = (batch.nbytes, response.get_response().ByteSize())
         return {name: response.as_numpy(name) for name in self.info.output_names}
 
     # -- image in, masks out --------------------------------------------------------------------------------

@@ -130,10 +130,19 @@ def run_list(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="python -m export list", description="List the registered models.").parse_args(argv)
     for spec in SPECS.values():
         outs = ", ".join(f"{t.name} {t.dtype}{list(t.dims)}" for t in spec.outputs)
+        wire_in = sum(tensor_bytes(t) for t in spec.inputs)
+        wire_out = sum(tensor_bytes(t) for t in spec.outputs)
         print(f"{spec.name:20} {spec.task:9} {spec.height}x{spec.width}  max batch {spec.max_batch_size:2}  "
               f"{spec.num_classes} classes  {spec.architecture}\n{'':20} IMAGE UINT8[{spec.height}, {spec.width}, 3]"
-              f" -> {outs}")
+              f" -> {outs}\n{'':20} tensor bytes per image: {wire_in:,} in, {wire_out:,} out")
     return 0
+
+
+def tensor_bytes(t) -> int:
+    count = 1
+    for d in t.dims:
+        count *= d
+    return count * t.np_dtype.itemsize
 
 
 def main(argv: list[str] | None = None) -> int:

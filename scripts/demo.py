@@ -93,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                             else overlay_semantic(rgb, result)
                         target = args.out / f"{path.stem}.{name}.png"
                         picture.save(target)
+                        sent, received = seg.last_wire_bytes
                         rows.append((name, weights[name], filename, f"{rgb.shape[1]}x{rgb.shape[0]}",
-                                     f"{result.latency_ms:.0f}", describe(result)[:60], target.name))
+                                     f"{result.latency_ms:.0f}", f"{sent / 1e3:.0f}/{received / 1e3:.0f}",
+                                     describe(result)[:48], target.name))
         print()
-        header = ("model", "weights", "image", "size", "ms", "found", "overlay")
+        header = ("model", "weights", "image", "size", "ms", "KB in/out", "found", "overlay")
         widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
         for row in (header, tuple("-" * w for w in widths), *rows):
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
