@@ -148,24 +148,23 @@ class Segmenter:
     def prepare(self, image: ImageLike) -> tuple[np.ndarray, Letterbox]:
         return letterbox(load_image(image), self.info.height, self.info.width)
 
-    def segment(self, image: ImageLike) -> SegmentationResult:
-        """Semantic segmentation: the class-id mask at the image's original resolution."""
-        if self.info.task != "semantic":
-            raise ClientError(f"`{self.info.name}` is an instance model: use detect().")
+    def _run(self, image: ImageLike, task: str, other: str) -> tuple[dict[str, np.ndarray], Letterbox, float]:
+        """Letterbox, infer (timed: the request only) and return outputs, geometry and latency in ms."""
+        if self.info.task != task:
+            raise ClientError(f"`{self.info.name}` does {self.info.task} segmentation: use {other}.")
         canvas, box = self.prepare(image)
         started = time.perf_counter()
         outputs = self.infer(canvas[None])
-        latency = (time.perf_counter() - started) * 1e3
+        return outputs, box, (time.perf_counter() - started) * 1e3
+
+    def segment(self, image: ImageLike) -> SegmentationResult:
+        """Semantic segmentation: the class-id mask at the image's original resolution."""
+        outputs, box, latency = self._run(image, "semantic", "detect()")
         return SegmentationResult(unletterbox_mask(outputs["MASK"][0], box), self.info.class_names, latency)
 
     def detect(self, image: ImageLike) -> DetectionResult:
         """Instance segmentation: boxes, scores, labels and full-resolution boolean masks."""
-        if self.info.task != "instance":
-            raise ClientError(f"`{self.info.name}` is a semantic model: use segment().")
-        canvas, box = self.prepare(image)
-        started = time.perf_counter()
-        outputs = self.infer(canvas[None])
-        latency = (time.perf_counter() - started) * 1e3
+        outputs, box, latency = self._run(image, "instance", "segment()")
         return detections_to_original(outputs, box, self.info.class_names, latency, self.mask_threshold)
 
     def __call__(self, image: ImageLike) -> SegmentationResult | DetectionResult:

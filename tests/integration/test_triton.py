@@ -188,3 +188,11 @@ def test_serve_stops_cleanly_on_signal_without_orphans(exported, signum):
     time.sleep(0.5)
     leftovers = subprocess.run(["pgrep", "-f", f"--grpc-port={ports[1]}"], capture_output=True, text=True).stdout
     assert leftovers.strip() == "", "tritonserver outlived `python -m serve`"
+
+
+def test_calling_the_wrong_task_says_which_call_to_use(server):
+    from client import ClientError, Segmenter
+
+    with Segmenter(server.grpc_url, "maskrcnn") as seg:
+        with pytest.raises(ClientError, match=r"`maskrcnn` does instance segmentation: use detect\(\)\."):
+            seg.segment(sample())
