@@ -300,12 +300,16 @@ def check_plan_for_gpu(plan_path: Path, gpu: GpuInfo | None = None) -> Sidecar:
     return sidecar
 
 
-def run_engine(plan_path: Path, spec: ModelSpec, images) -> dict:
-    """Run a plan on a uint8 batch with Polygraphy's TrtRunner; outputs keyed by the spec's names."""
+def run_engine(plan_path: Path, spec: ModelSpec, batches: list) -> list[dict]:
+    """Run a plan on uint8 batches with Polygraphy's TrtRunner (engine deserialised once); outputs keyed by the
+    spec's names, one dict per batch."""
     require("tensorrt", "tensorrt-cu12", extra="tensorrt")
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
+    results = []
     with TrtRunner(EngineFromBytes(BytesFromPath(str(plan_path)))) as runner:
-        outputs = runner.infer(feed_dict={spec.image.name: images})
-    return {name: outputs[name] for name in spec.output_names}
+        for images in batches:
+            outputs = runner.infer(feed_dict={spec.image.name: images})
+            results.append({name: outputs[name] for name in spec.output_names})
+    return results

@@ -79,7 +79,8 @@ def run_verify(argv: list[str]) -> int:
 def verify(model: str, *, onnx_path: Path | None = None, plan_path: Path | None = None,
            work_dir: Path = Path("build"), cache_dir: Path = Path("build/engines"), precision: str = "fp16",
            images: int = 4, size: int | None = None):
-    """Compare a TensorRT engine with ONNX Runtime FP32 on ``images`` synthetic images; returns the worst item."""
+    """Compare a TensorRT engine with ONNX Runtime FP32 on ``images`` synthetic images: the first failing image's
+    agreement, else the least agreeing one."""
     from export.compare import FP16_GATE, PARITY, compare_outputs
     from export.onnx_export import example_input
     from export.parity import ort_session, run_onnxruntime
@@ -102,14 +103,13 @@ def verify(model: str, *, onnx_path: Path | None = None, plan_path: Path | None 
     check_plan_for_gpu(plan_path)
     limits = FP16_GATE if precision == "fp16" else PARITY
     session = ort_session(onnx_path)
-    worst = None
-    for seed in range(images):
-        batch = example_input(spec, 1, seed=100 + seed).numpy()
+    batches = [example_input(spec, 1, seed=100 + seed).numpy() for seed in range(images)]
+    results = []
+    for batch, candidate in zip(batches, run_engine(plan_path, spec, batches)):
         reference = run_onnxruntime(onnx_path, spec, batch, session=session)
-        candidate = run_engine(plan_path, spec, batch)
         result = compare_outputs(spec.task, reference, candidate, max_detections=spec.max_detections, limits=limits)
-        if worst is None or not result.passed:
-            worst = result
         if not result.passed:
-            break
-    return worst
+            return result
+        results.append(result)
+    # All passed: report the least agreeing image.
+    return min(results, key=lambda r: r.pixel_agreement if r.pixel_agreement is not None else r.mask_agreement)
