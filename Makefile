@@ -26,13 +26,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the project and its export/test extras
 
-tools: ## fetch tritonserver, perf_analyzer and helm into .tools/
+tools: ## fetch tritonserver (+ its python env) and helm into .tools/ (perf_analyzer: scripts/fetch-tools.sh perf)
 	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton helm
 
-export: venv ## export the demo models to $(REPO) for the local CPU Triton (MODELS="unet ..." to choose)
+export: venv ## export the demo models to model_repository/ for the local CPU Triton (MODELS="unet ..." to choose)
 	$(VPY) -m export $(or $(MODELS),deeplabv3_mobilenet unet maskrcnn) --target local --output $(REPO)
 
-serve: venv tools ## run the local tritonserver on $(REPO) in the foreground (exports first if empty)
+serve: venv tools ## run the local tritonserver on model_repository/ in the foreground (exports first if empty)
 	$(VPY) -m serve --repository $(REPO) --export-if-empty --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 	  --metrics-port $(METRICS_PORT)
 

@@ -8,6 +8,7 @@ segmentation_models_pytorch are imported inside the functions that need them.
 from __future__ import annotations
 
 import logging
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -88,7 +89,8 @@ def build_network(spec: ModelSpec, weights: str = NO_WEIGHTS) -> "torch.nn.Modul
         except Exception as exc:  # urllib/requests/hub errors differ by library; all mean "could not fetch"
             raise WeightsUnavailableError(
                 f"Could not download pretrained weights for `{spec.name}` ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:160]}). Offline? Use --weights none or --checkpoint PATH."
+                f"{textwrap.shorten(str(exc).splitlines()[0], 160, placeholder=' ...')}). Offline? Use --weights none or "
+                "--checkpoint PATH."
             ) from exc
     elif weights == NO_WEIGHTS:
         log.warning("!!! `%s` uses RANDOM weights (--weights none): its masks will be meaningless. "
