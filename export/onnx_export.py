@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from export.errors import ExportError, require
 from export.spec import ModelSpec
@@ -26,7 +29,7 @@ def example_input(spec: ModelSpec, batch: int, seed: int = 0) -> "torch.Tensor":
     from export.samples import synthetic_image
 
     images = [synthetic_image(spec.height, spec.width, seed=seed + i) for i in range(batch)]
-    return torch.from_numpy(__import__("numpy").stack(images))
+    return torch.from_numpy(np.stack(images))
 
 
 def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path) -> Path:
@@ -63,8 +66,11 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path) -> Path:
     except Exception as exc:
         log.error("exporter output:\n%s", chatter.getvalue()[-4000:])
         raise
-    program.save(str(path), external_data=False)
-    model = onnx.load(str(path))
+    # Written under a temporary name and moved into place: a new file (inode) each export, so a repository that
+    # hard-links an earlier export keeps serving what it was built from.
+    partial = path.with_name(path.name + ".partial")
+    program.save(str(partial), external_data=False)
+    model = onnx.load(str(partial))
     _name_batch_axes(model, spec)
     from export.trt_rewrite import make_tensorrt_friendly
 
@@ -73,7 +79,8 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path) -> Path:
         log.debug("TensorRT rewrite in %s: %s", spec.name, line)
     _set_metadata(model, spec, rewrites)
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    onnx.save(model, str(partial))
+    os.replace(partial, path)
     log.debug("exported %s to %s in %.1f s (%.1f MB)", spec.name, path, time.perf_counter() - started,
              path.stat().st_size / 1e6)
     return path

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.config import ServingOptions
-from export.errors import ExportError
 from export.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -105,6 +104,4 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
     finally:
         if bar is not None:
             bar.close()
-    if not onnx_path.is_file():
-        raise ExportError(f"ONNX file {onnx_path} vanished during export.")
     return ExportResult(spec, model_dir, onnx_path, onnx_path.stat().st_size, seconds, summary)

@@ -68,8 +68,9 @@ class ModelSpec:
     rpn_post_nms_top_n: int = 1000
     # Semantic segmentation only: also emit float16 softmax probabilities.
     with_probs: bool = False
-    # ONNX op types a TensorRT build keeps in FP32 (numerically sensitive: input normalisation, softmax, ArgMax).
-    fp32_op_types: tuple[str, ...] = ("Softmax", "ArgMax", "ReduceMean", "Sub", "Div")
+    # ONNX op types a TensorRT FP16 build keeps in FP32 (numerically sensitive). The input normalisation is kept
+    # in FP32 as well, by position (everything between the network input and the first convolution).
+    fp32_op_types: tuple[str, ...] = ("Softmax", "ArgMax", "ReduceMean")
     opset: int = 18
 
     @property

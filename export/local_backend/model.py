@@ -20,10 +20,7 @@ class TritonPythonModel:
         self.max_batch = int(config.get("max_batch_size", 0))
         self.input_name = config["input"][0]["name"]
         self.output_names = [o["name"] for o in config["output"]]
-        params = config.get("parameters", {})
-        threads = int(params.get("ORT_INTRA_OP_THREADS", {}).get("string_value", "0") or 0)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
         options.log_severity_level = 3
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

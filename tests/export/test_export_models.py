@@ -150,3 +150,27 @@ def test_probs_output_is_float16_softmax_and_matches_eager(tmp_path):
     np.testing.assert_allclose(out["PROBS"].astype(np.float32).sum(axis=1), 1.0, atol=2e-2)
     assert np.mean(out["PROBS"].astype(np.float32).argmax(axis=1) == out["MASK"]) > 0.99
     assert check_parity(module, spec, path, images).passed
+
+
+def test_re_exporting_into_the_work_dir_leaves_an_assembled_repository_alone(tmp_path):
+    """The repository hard-links the ONNX file; a later export to the same work dir must not change what the
+    repository serves (exports write a new file and move it into place)."""
+    import onnx
+
+    from export.config import ServingOptions
+    from export.pipeline import export_model
+    from export.spec import get_spec
+
+    def input_size(path):
+        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        return dims[1].dim_value
+
+    local = ServingOptions.for_target("local")
+    first = export_model(get_spec("deeplabv3_mobilenet").with_options(size=64), local, tmp_path / "repo",
+                         work_dir=tmp_path / "build", parity=False, progress=False)
+    served = first.model_dir / "1" / "model.onnx"
+    assert input_size(served) == 64
+    export_model(get_spec("deeplabv3_mobilenet").with_options(size=96), local, tmp_path / "other",
+                 work_dir=tmp_path / "build", parity=False, progress=False)
+    assert input_size(tmp_path / "build" / "deeplabv3_mobilenet" / "model.onnx") == 96
+    assert input_size(served) == 64

@@ -99,7 +99,8 @@ def run_cli(*args):
 def test_cli_assembly_from_a_mismatched_plan_is_one_line_exit_1(tmp_path):
     plan = fake_plan(tmp_path, gpu=L4)
     proc = run_cli("unet", "--target", "tensorrt", "--plan", str(plan), "--target-gpu", "NVIDIA H100 80GB HBM3:9.0",
-                   "--output", str(tmp_path / "repo"), "--skip-parity", "--no-progress", "--size", "64")
+                   "--output", str(tmp_path / "repo"), "--work-dir", str(tmp_path / "build"), "--skip-parity",
+                   "--no-progress", "--size", "64")
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: Engine ")
     assert "cannot serve on this GPU" in proc.stderr and "Traceback" not in proc.stderr
