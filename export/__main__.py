@@ -31,22 +31,31 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch-size", type=int, help="largest batch Triton may send (default: the spec's)")
 
 
+SPEC_OPTIONS = ("size", "num_classes", "probs", "max_detections", "score_threshold", "max_batch_size")
+
+
+def _applies(option: str, spec) -> bool:
+    """Whether a spec option is meant for ``spec`` when several models are exported at once."""
+    if option == "num_classes":
+        return spec.name == "unet"
+    if option in ("probs", "max_batch_size"):
+        return spec.task == "semantic"  # Mask R-CNN is exported for batch 1 only
+    if option in ("max_detections", "score_threshold"):
+        return spec.task == "instance"
+    return True
+
+
 def _resolve_specs(names: list[str], args: argparse.Namespace):
-    """Specs with the overrides applied; task-specific options go to the models of that task (an option that fits
-    none of the named models is an error, from ``with_options``)."""
+    """Specs with the command line's overrides applied. With several models each option goes to the models it is
+    meant for; an option meant for none of them (or for the one model named) is an error from ``with_options``."""
     specs = [get_spec(name) for name in names]
-    tasks = {spec.task for spec in specs}
-    resolved = []
-    for spec in specs:
-        mine = len(tasks) == 1 or spec.task == "semantic"
-        theirs = len(tasks) == 1 or spec.task == "instance"
-        resolved.append(spec.with_options(
-            size=args.size, max_batch_size=args.max_batch_size if mine and theirs else None,
-            num_classes=args.num_classes if mine and (len(names) == 1 or spec.name == "unet") else None,
-            probs=args.probs if mine else None,
-            max_detections=args.max_detections if theirs else None,
-            score_threshold=args.score_threshold if theirs else None))
-    return resolved
+    given = {k: getattr(args, k) for k in SPEC_OPTIONS if getattr(args, k) not in (None, False)}
+    if len(specs) == 1:
+        return [specs[0].with_options(**given)]
+    for option, value in given.items():
+        if not any(_applies(option, spec) for spec in specs):
+            specs[0].with_options(**{option: value})  # raises the error that names the option and the model
+    return [spec.with_options(**{k: v for k, v in given.items() if _applies(k, spec)}) for spec in specs]
 
 
 def export_parser() -> argparse.ArgumentParser:

@@ -39,7 +39,8 @@ def _progress(total: int, desc: str, enabled: bool):
         from tqdm import tqdm
     except ImportError:  # tqdm comes with the export extra; without it, no bar
         return None
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, leave=True,
+    # disable=None: tqdm draws only on a terminal, so logs and CI output stay clean.
+    return tqdm(total=total, desc=desc, unit="step", disable=None if enabled else True, leave=True,
                 bar_format="{desc}: {n_fmt}/{total_fmt} {bar:20} {elapsed} {postfix}")
 
 

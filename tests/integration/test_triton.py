@@ -196,3 +196,34 @@ def test_calling_the_wrong_task_says_which_call_to_use(server):
     with Segmenter(server.grpc_url, "maskrcnn") as seg:
         with pytest.raises(ClientError, match=r"`maskrcnn` does instance segmentation: use detect\(\)\."):
             seg.segment(sample())
+
+
+def test_serve_exports_first_when_the_repository_is_empty(tmp_path):
+    """`make serve` on a fresh checkout: no models yet, so they are exported (target local) before Triton starts."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    repo = tmp_path / "model_repository"
+    ports = [free_port(), free_port(), free_port()]
+    proc = subprocess.Popen([sys.executable, "-m", "serve", "--repository", str(repo), "--export-if-empty",
+                             "deeplabv3_mobilenet", "--http-port", str(ports[0]), "--grpc-port", str(ports[1]),
+                             "--metrics-port", str(ports[2]), "--log", str(tmp_path / "triton.log")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = []
+        while not lines or "Triton ready" not in lines[-1]:
+            line = proc.stdout.readline()
+            assert line, f"python -m serve ended before Triton was ready: {lines}"
+            lines.append(line)
+        assert "has no models: exporting deeplabv3_mobilenet" in lines[0]
+        url = f"http://127.0.0.1:{ports[0]}/v2/models/deeplabv3_mobilenet/ready"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.status == 200
+        assert (repo / "deeplabv3_mobilenet" / "config.pbtxt").is_file()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

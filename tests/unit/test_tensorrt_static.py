@@ -137,3 +137,21 @@ def test_tensorrt_build_without_tensorrt_names_the_package(tmp_path):
 
     with pytest.raises(ExportError, match=r"`tensorrt` is needed for this step .* pip install 'tensorrt-cu12'"):
         build_engine(tmp_path / "model.onnx")
+
+
+def test_task_specific_options_go_to_the_models_they_are_meant_for():
+    import argparse
+
+    from export.__main__ import _resolve_specs
+
+    def args(**kw):
+        base = dict(size=None, num_classes=None, probs=False, max_detections=None, score_threshold=None,
+                    max_batch_size=None)
+        return argparse.Namespace(**{**base, **kw})
+
+    unet, maskrcnn = _resolve_specs(["unet", "maskrcnn"], args(max_batch_size=2, max_detections=7, size=256))
+    assert (unet.max_batch_size, unet.height, maskrcnn.max_batch_size, maskrcnn.max_detections) == (2, 256, 1, 7)
+    with pytest.raises(ExportError, match=r"Bad max detections 7 for `unet`"):
+        _resolve_specs(["unet", "deeplabv3"], args(max_detections=7))
+    with pytest.raises(ExportError, match=r"`maskrcnn` is exported for batch 1 only"):
+        _resolve_specs(["maskrcnn"], args(max_batch_size=4))
