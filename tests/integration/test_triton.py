@@ -3,6 +3,8 @@ in-process PyTorch on the same image, with the parity thresholds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,25 @@ def test_serve_exports_first_when_the_repository_is_empty(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_charts_helm_test_script_passes_against_a_real_triton(server, tmp_path):
+    """The `helm test` pod's script, rendered by the real helm, run against the real server: every model answers."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    helm = TOOLS / "helm" / "helm"
+    if not helm.is_file():
+        pytest.skip("helm not fetched")
+    chart = Path(__file__).resolve().parents[2] / "charts" / "segserve"
+    rendered = subprocess.run([str(helm), "template", "seg", str(chart), "--show-only",
+                               "templates/tests/test-inference.yaml"], capture_output=True, text=True, check=True)
+    (config_map,) = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "ConfigMap"]
+    script = tmp_path / "test_inference.py"
+    script.write_text(config_map["data"]["test_inference.py"])
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={"TRITON_GRPC_URL": server.grpc_url, "MODELS": "", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"ok: 4 model(s) answered at {server.grpc_url}"
