@@ -124,6 +124,12 @@ def run_export(argv: list[str]) -> int:
         raise ExportError("--plan and --target-gpu apply to --target tensorrt only.")
     if args.plan and len(specs) != 1:
         raise ExportError("--plan names one engine: export one model with it.")
+    if args.target == "tensorrt" and not args.plan:  # fail before minutes of ONNX export, not after
+        from export.errors import require
+        from export.tensorrt import detect_gpu
+
+        require("tensorrt", "tensorrt-cu12", extra="tensorrt")
+        detect_gpu()
     for spec in specs:
         result = export_model(spec, options, args.output, weights=weights, work_dir=args.work_dir,
                               parity=not args.skip_parity, progress=not args.no_progress,

@@ -121,6 +121,18 @@ def test_cli_user_errors_are_one_line_and_exit_1(args, message):
     assert "Traceback" not in proc.stderr
 
 
+def test_tensorrt_target_without_tensorrt_fails_before_exporting(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    proc = run_cli("unet", "--target", "tensorrt", "--output", str(tmp_path / "repo"), "--work-dir",
+                   str(tmp_path / "build"))
+    assert proc.returncode == 1 and "`tensorrt` is needed for this step" in proc.stderr
+    assert not (tmp_path / "build").exists(), "nothing should be exported when the engine cannot be built"
+
+
 def test_argument_errors_exit_2_with_usage():
     proc = run_cli("unet", "--target", "torchscript")
     assert proc.returncode == 2 and "invalid choice: 'torchscript'" in proc.stderr
