@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Iterator
 
+from export.models import image_normaliser
 from export.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -63,14 +64,10 @@ def _core_class():
             self.roi_heads.detections_per_img = spec.max_detections
             self.size = (spec.height, spec.width)
             self.max_detections = spec.max_detections
-            mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
-            std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
-            self.register_buffer("scale", 1.0 / std)
-            self.register_buffer("shift", -mean / std)
+            self.normalise = image_normaliser(spec)
 
         def forward(self, image: torch.Tensor):
-            # Cast before the transpose: TensorRT takes UINT8 only at the network boundary.
-            x = image.to(torch.float32).permute(0, 3, 1, 2) * self.scale + self.shift
+            x = self.normalise(image)
             images = ImageList(x, [self.size])
             with branch_free_nms():
                 features = self.backbone(x)

@@ -141,6 +141,26 @@ def build_served_module(spec: ModelSpec, weights: str = NO_WEIGHTS) -> "torch.nn
     return MaskRCNNCore(net, spec).eval()
 
 
+def image_normaliser(spec: ModelSpec) -> "torch.nn.Module":
+    """uint8 NHWC RGB -> float32 NCHW normalised with the spec's mean/std: the first layers of every served graph."""
+    import torch
+
+    class NormaliseImage(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
+            std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
+            # (x/255 - mean)/std folded into one multiply-add.
+            self.register_buffer("scale", 1.0 / std)
+            self.register_buffer("shift", -mean / std)
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            # Cast before the transpose: TensorRT takes UINT8 only at the network boundary.
+            return image.to(torch.float32).permute(0, 3, 1, 2) * self.scale + self.shift
+
+    return NormaliseImage()
+
+
 def semantic_wrapper(net: "torch.nn.Module", spec: ModelSpec) -> "torch.nn.Module":
     import torch
 
@@ -149,18 +169,12 @@ def semantic_wrapper(net: "torch.nn.Module", spec: ModelSpec) -> "torch.nn.Modul
 
         def __init__(self) -> None:
             super().__init__()
+            self.normalise = image_normaliser(spec)
             self.net = net
-            mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
-            std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
-            # (x/255 - mean)/std folded into one multiply-add.
-            self.register_buffer("scale", 1.0 / std)
-            self.register_buffer("shift", -mean / std)
             self.mask_dtype = torch.uint8 if spec.mask_dtype == "UINT8" else torch.int32
 
         def forward(self, image: torch.Tensor):
-            # Cast before the transpose: TensorRT takes UINT8 only at the network boundary.
-            x = image.to(torch.float32).permute(0, 3, 1, 2) * self.scale + self.shift
-            logits = self.net(x)
+            logits = self.net(self.normalise(image))
             if isinstance(logits, dict):  # torchvision segmentation models return {"out", "aux"}
                 logits = logits["out"]
             mask = logits.argmax(dim=1).to(self.mask_dtype)
