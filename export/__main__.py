@@ -15,6 +15,7 @@ from pathlib import Path
 
 from export.config import DEVICES, TARGETS, ServingOptions
 from export.errors import ExportError
+from export.pipeline import DEFAULT_WORK_DIR
 from export.spec import SPECS, get_spec
 
 COMMANDS = ("list", "build-engine", "verify")
@@ -88,7 +89,7 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-gpu", metavar="NAME:CC", help="tensorrt target with --plan: the GPU the repository is for, "
                    "e.g. 'NVIDIA H100 80GB HBM3:9.0' (default: this machine's GPU)")
     p.add_argument("--cache-dir", type=Path, help="TensorRT engine and timing cache folder (default: WORK_DIR/engines)")
-    p.add_argument("--work-dir", type=Path, default=Path("build"), help="where ONNX files go (default: %(default)s)")
+    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="where ONNX files go (default: %(default)s)")
     p.add_argument("--skip-parity", action="store_true", help="do not run the ONNX Runtime vs PyTorch check")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -145,19 +146,13 @@ def run_list(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="python -m export list", description="List the registered models.").parse_args(argv)
     for spec in SPECS.values():
         outs = ", ".join(f"{t.name} {t.dtype}{list(t.dims)}" for t in spec.outputs)
-        wire_in = sum(tensor_bytes(t) for t in spec.inputs)
-        wire_out = sum(tensor_bytes(t) for t in spec.outputs)
+        wire_in = sum(t.nbytes for t in spec.inputs)
+        wire_out = sum(t.nbytes for t in spec.outputs)
         print(f"{spec.name:20} {spec.task:9} {spec.height}x{spec.width}  max batch {spec.max_batch_size:2}  "
               f"{spec.num_classes} classes  {spec.architecture}\n{'':20} IMAGE UINT8[{spec.height}, {spec.width}, 3]"
               f" -> {outs}\n{'':20} tensor bytes per image: {wire_in:,} in, {wire_out:,} out")
     return 0
 
-
-def tensor_bytes(t) -> int:
-    count = 1
-    for d in t.dims:
-        count *= d
-    return count * t.np_dtype.itemsize
 
 
 def main(argv: list[str] | None = None) -> int:

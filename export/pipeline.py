@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,12 @@ from export.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 DEFAULT_WORK_DIR = Path("build")
+DEFAULT_CACHE_DIR = DEFAULT_WORK_DIR / "engines"
+
+
+def onnx_path_for(work_dir: Path, model: str) -> Path:
+    """Where the export of ``model`` is written inside ``work_dir``."""
+    return work_dir / model / "model.onnx"
 
 
 @dataclass
@@ -24,14 +29,6 @@ class ExportResult:
     onnx_bytes: int
     seconds: dict[str, float] = field(default_factory=dict)
     parity: str = "skipped"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -76,7 +73,7 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
         done("build", t)
 
         t = step("onnx")
-        onnx_path = export_onnx(module, spec, work_dir / spec.name / "model.onnx")
+        onnx_path = export_onnx(module, spec, onnx_path_for(work_dir, spec.name))
         done("onnx", t)
 
         t = step("parity")
@@ -95,7 +92,7 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
 
             t = step("tensorrt")
             plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(precision=precision),
-                                     cache_dir=cache_dir or work_dir / "engines").plan_path
+                                     cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
             done("tensorrt", t)
 
         t = step("repository")

@@ -9,6 +9,7 @@ from pathlib import Path
 from export.config import ARTIFACTS, LABELS_FILE, ServingOptions, render_config
 from export.errors import ExportError
 from export.spec import ModelSpec
+from export.tensorrt import check_plan_for_gpu, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +21,13 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
     """Assemble ``<repository>/<spec.name>`` for ``options.target`` and return the model folder.
 
     ``local`` and ``onnxruntime`` need ``onnx_path``; ``tensorrt`` needs ``plan_path``, whose sidecar must match
-    ``target_gpu`` (default: this machine's GPU), checked before anything is written."""
-    if options.target == "tensorrt":
+    ``target_gpu`` (default: this machine's GPU). Inputs are checked before anything is written."""
+    if options.target in ("local", "onnxruntime"):
+        if onnx_path is None or not onnx_path.is_file():
+            raise ExportError(f"No ONNX file for `{spec.name}` at {onnx_path}.")
+    else:
         if plan_path is None or not plan_path.is_file():
             raise ExportError(f"No TensorRT engine for `{spec.name}` at {plan_path}.")
-        from export.tensorrt import check_plan_for_gpu
-
         sidecar = check_plan_for_gpu(plan_path, target_gpu)
         if sidecar.model != spec.name:
             raise ExportError(f"Engine {plan_path} was built for `{sidecar.model}`, not `{spec.name}`.")
@@ -35,14 +37,12 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
         shutil.rmtree(model_dir)  # a re-export replaces the model whole: no stale artifacts of another target
     version_dir.mkdir(parents=True)
     if options.target in ("local", "onnxruntime"):
-        if onnx_path is None or not onnx_path.is_file():
-            raise ExportError(f"No ONNX file for `{spec.name}` at {onnx_path}.")
-        _place(onnx_path, version_dir / "model.onnx")
+        _place(onnx_path, version_dir / ARTIFACTS["onnxruntime"])
         if options.target == "local":
             shutil.copyfile(LOCAL_MODEL_PY, version_dir / ARTIFACTS["local"])
     else:
         _place(plan_path, version_dir / ARTIFACTS["tensorrt"])
-        shutil.copyfile(plan_path.with_name(plan_path.name + ".json"), model_dir / "model.plan.json")
+        shutil.copyfile(sidecar_path(plan_path), model_dir / sidecar_path(Path(ARTIFACTS["tensorrt"])).name)
     (model_dir / "config.pbtxt").write_text(render_config(spec, options))
     (model_dir / LABELS_FILE).write_text("\n".join(spec.class_names) + "\n")
     log.debug("wrote %s (%s target) to %s", spec.name, options.target, model_dir)

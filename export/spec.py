@@ -43,6 +43,11 @@ class TensorSpec:
     def np_dtype(self) -> np.dtype:
         return TRITON_DTYPES[self.dtype]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one batch item of this tensor."""
+        return int(np.prod(self.dims)) * self.np_dtype.itemsize
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -14,6 +14,7 @@ Cache layout (``--cache-dir``)::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.errors import ExportError, require
+from export.pipeline import DEFAULT_CACHE_DIR
 from export.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -99,6 +101,14 @@ class Sidecar:
         return "; ".join(problems) or None
 
 
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def sidecar_path(plan: Path) -> Path:
     return plan.with_name(plan.name + ".json")
 
@@ -156,11 +166,9 @@ class EngineBuild:
 
 
 def build_engine(onnx_path: Path, *, spec: ModelSpec | None = None, options: BuildOptions = BuildOptions(),
-                 cache_dir: Path = Path("build/engines"), plan_path: Path | None = None) -> EngineBuild:
+                 cache_dir: Path = DEFAULT_CACHE_DIR, plan_path: Path | None = None) -> EngineBuild:
     """Build (or reuse from ``cache_dir``) the engine for ``onnx_path`` on this GPU; copy it to ``plan_path``."""
     trt = require("tensorrt", "tensorrt-cu12", extra="tensorrt")
-    from export.pipeline import sha256
-
     spec = spec or spec_from_onnx(onnx_path)
     gpu = detect_gpu()
     onnx_sha = sha256(onnx_path)

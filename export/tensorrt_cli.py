@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from export.errors import ExportError
+from export.pipeline import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
 
 
 def build_engine_parser() -> argparse.ArgumentParser:
@@ -22,7 +23,7 @@ def build_engine_parser() -> argparse.ArgumentParser:
                     "engine for this GPU product, TensorRT version and ONNX sha256.")
     p.add_argument("--onnx", type=Path, required=True, help="ONNX file exported by `python -m export`")
     p.add_argument("--plan", type=Path, required=True, help="where to write the engine (sidecar: PLAN.json)")
-    p.add_argument("--cache-dir", type=Path, default=Path("build/engines"),
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                    help="engine + timing cache folder, keyed by GPU product and TensorRT version "
                         "(default: %(default)s)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="default: %(default)s")
@@ -57,8 +58,8 @@ def verify_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"registered model: {', '.join(SPECS)}")
     p.add_argument("--onnx", type=Path, help="ONNX file (default: WORK_DIR/MODEL/model.onnx, exported if missing)")
     p.add_argument("--plan", type=Path, help="engine to check (default: build or reuse one from the cache)")
-    p.add_argument("--work-dir", type=Path, default=Path("build"), help="default: %(default)s")
-    p.add_argument("--cache-dir", type=Path, default=Path("build/engines"), help="default: %(default)s")
+    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="default: %(default)s")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="default: %(default)s")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="default: %(default)s")
     p.add_argument("--images", type=int, default=4, help="number of synthetic test images (default: %(default)s)")
     p.add_argument("--size", type=int, help="input size override when exporting (default: the spec's)")
@@ -77,7 +78,7 @@ def run_verify(argv: list[str]) -> int:
 
 
 def verify(model: str, *, onnx_path: Path | None = None, plan_path: Path | None = None,
-           work_dir: Path = Path("build"), cache_dir: Path = Path("build/engines"), precision: str = "fp16",
+           work_dir: Path = DEFAULT_WORK_DIR, cache_dir: Path = DEFAULT_CACHE_DIR, precision: str = "fp16",
            images: int = 4, size: int | None = None):
     """Compare a TensorRT engine with ONNX Runtime FP32 on ``images`` synthetic images: the first failing image's
     agreement, else the least agreeing one."""
@@ -88,7 +89,7 @@ def verify(model: str, *, onnx_path: Path | None = None, plan_path: Path | None 
     from export.tensorrt import BuildOptions, build_engine, check_plan_for_gpu, run_engine, spec_from_onnx
 
     if onnx_path is None:
-        onnx_path = work_dir / model / "model.onnx"
+        onnx_path = onnx_path_for(work_dir, model)
         if not onnx_path.is_file():
             from export.models import build_served_module
             from export.onnx_export import export_onnx
