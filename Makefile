@@ -29,8 +29,9 @@ venv: $(STAMP) ## create .venv with the project and its export/test extras
 tools: ## fetch tritonserver (+ its python env) and helm into .tools/ (perf_analyzer: scripts/fetch-tools.sh perf)
 	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton helm
 
-export: venv ## export the demo models to model_repository/ for the local CPU Triton (MODELS="unet ..." to choose)
-	$(VPY) -m export $(or $(MODELS),deeplabv3_mobilenet unet maskrcnn) --target local --output $(REPO)
+export: venv ## export the demo models (export.spec.DEMO_MODELS) for the local CPU Triton (MODELS="unet ..." to choose)
+	$(VPY) -m export $(or $(MODELS),$$($(VPY) -c 'from export.spec import DEMO_MODELS; print(*DEMO_MODELS)')) \
+	  --target local --output $(REPO)
 
 serve: venv tools ## run the local tritonserver on model_repository/ in the foreground (exports first if empty)
 	$(VPY) -m serve --repository $(REPO) --export-if-empty --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \

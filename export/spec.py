@@ -236,6 +236,10 @@ SPECS: dict[str, ModelSpec] = {
 }
 
 
+# One model per family, DeepLabV3 in its CPU-friendly MobileNet form: what `make demo` and `make serve` export.
+DEMO_MODELS = ("deeplabv3_mobilenet", "unet", "maskrcnn")
+
+
 def get_spec(name: str) -> ModelSpec:
     """The registered spec for ``name``; an unknown name lists the valid ones."""
     try:

@@ -20,10 +20,9 @@ from client.overlay import overlay_instances, overlay_semantic  # noqa: E402
 from export.config import ServingOptions  # noqa: E402
 from export.errors import ExportError, WeightsUnavailableError  # noqa: E402
 from export.samples import synthetic_image  # noqa: E402
-from export.spec import get_spec  # noqa: E402
+from export.spec import DEMO_MODELS, get_spec  # noqa: E402
 from serve.server import ServerConfig, ServeError, TritonServer  # noqa: E402
 
-MODELS = ("deeplabv3_mobilenet", "unet", "maskrcnn")
 SAMPLES = {"scene-wide.png": (480, 720, 7), "scene-tall.png": (640, 400, 21), "scene-square.png": (512, 512, 4)}
 
 
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository", help="model repository folder")
     p.add_argument("--out", type=Path, default=ROOT / "demo-out", help="folder for sample images and overlays")
-    p.add_argument("--models", nargs="+", default=list(MODELS), help="models to export and run")
+    p.add_argument("--models", nargs="+", default=list(DEMO_MODELS), help="models to export and run")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port of the local Triton")
     p.add_argument("--http-port", type=int, default=8000, help="HTTP port of the local Triton")
     p.add_argument("--metrics-port", type=int, default=8002, help="metrics port of the local Triton")

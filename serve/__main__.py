@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from export.spec import DEMO_MODELS
 from serve.server import DEFAULT_TOOLS, ServerConfig, ServeError, TritonServer
 
-DEMO_MODELS = ("deeplabv3_mobilenet", "unet", "maskrcnn")
 
 
 def parser() -> argparse.ArgumentParser:
