@@ -37,7 +37,6 @@ class ModelInfo:
     max_batch_size: int
     input_name: str
     output_names: tuple[str, ...]
-    output_dtypes: tuple[str, ...]
     class_names: tuple[str, ...]
 
     @classmethod
@@ -56,7 +55,6 @@ class ModelInfo:
             max_batch_size=int(config.get("max_batch_size", 0)),
             input_name=image["name"],
             output_names=tuple(o["name"] for o in config["output"]),
-            output_dtypes=tuple(o["data_type"].removeprefix("TYPE_") for o in config["output"]),
             class_names=tuple(json.loads(params.get("segserve.class_names", "[]"))),
         )
 

@@ -149,11 +149,3 @@ def check_onnx_file(path: Path, model_name: str) -> list[Finding]:
     onnx = require("onnx")
     return check_model(onnx.load(str(path)), model_name)
 
-
-def op_inventory(path: Path) -> dict[str, int]:
-    """How often each op type appears in the graph (for reports and the closing note)."""
-    onnx = require("onnx")
-    counts: dict[str, int] = {}
-    for node in onnx.load(str(path), load_external_data=False).graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return dict(sorted(counts.items()))
