@@ -1,0 +1,54 @@
+"""NGC release -> Triton -> TensorRT version table: one file (``export/data/releases.json``) shared with the chart.
+
+The chart carries a byte-identical copy (``charts/segserve/releases.json``, read with ``.Files.Get``);
+``scripts/sync_releases.py`` writes it and a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from export.errors import ExportError
+
+RELEASES_FILE = Path(__file__).parent / "data" / "releases.json"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One NGC monthly release: the Triton image that serves and the TensorRT image that builds its engines."""
+
+    ngc: str
+    triton: str | None
+    tensorrt: str | None
+    cuda: str | None
+    triton_image: str
+    builder_base_image: str
+    notes: str
+    source: str
+
+
+@lru_cache(maxsize=None)
+def _table() -> dict:
+    return json.loads(RELEASES_FILE.read_text())
+
+
+def releases() -> dict[str, Release]:
+    """Every known release by NGC tag (``yy.mm``), oldest first."""
+    return {row["ngc"]: Release(**row) for row in _table()["releases"]}
+
+
+def default_release() -> Release:
+    return get_release(_table()["default"])
+
+
+def get_release(ngc: str) -> Release:
+    """The release ``ngc`` (``yy.mm``); an unknown one lists the known ones."""
+    known = releases()
+    try:
+        return known[ngc]
+    except KeyError:
+        raise ExportError(f"Unknown NGC release `{ngc}`. Known: {', '.join(known)} "
+                          f"(add a row to {RELEASES_FILE.name}).") from None
