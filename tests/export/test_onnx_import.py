@@ -1,0 +1,247 @@
+"""`python -m export import`: tiny hand-built ONNX networks (no torch) wrapped in the segserve contract, checked
+against expectations written independently of the wrapper, and every misfit rejected with one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from export.__main__ import main  # noqa: E402
+
+
+def save(tmp_path, nodes, inputs, outputs, initializers=(), opset=17, name="net.onnx"):
+    graph = helper.make_graph(nodes, "net", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+def channel_scores_net(tmp_path, *, opset=17, batch=1, spatial=(64, 64), name="scores.onnx"):
+    """Class c = input channel c (identity 1x1 conv): the largest colour channel decides the class."""
+    eye = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "w")
+    h, w = spatial
+    return save(tmp_path, [helper.make_node("Conv", ["x", "w"], ["scores"])],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, h, w])],
+                [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 3, h, w])], [eye], opset=opset,
+                name=name)
+
+
+def brightness_map_net(tmp_path, *, opset=17, name="fg.onnx"):
+    """One foreground logit per 2x2 block: the mean of the normalised channels (so > 0 where the pixel is bright),
+    at half the input size (exercises the wrapper's resize). Input height/width dynamic."""
+    axes = [1]
+    if opset >= 18:
+        mean = [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=1)]
+        inits = [numpy_helper.from_array(np.array(axes, np.int64), "axes")]
+    else:
+        mean = [helper.make_node("ReduceMean", ["x"], ["m"], axes=axes, keepdims=1)]
+        inits = []
+    nodes = mean + [helper.make_node("AveragePool", ["m"], ["logit"], kernel_shape=[2, 2], strides=[2, 2])]
+    return save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                [helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["n", 1, "h2", "w2"])], inits, opset=opset,
+                name=name)
+
+
+def run_import(args, capsys):
+    code = main(["import", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def served(repo, name, images):
+    from export.parity import ort_session
+
+    session = ort_session(repo / name / "1" / "model.onnx")
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, {"IMAGE": images})))
+
+
+def colour_patches(height=64, width=64):
+    """Left third red, middle green, right blue (RGB), in a batch of 2 (second mirrored)."""
+    image = np.zeros((height, width, 3), np.uint8)
+    for c, cols in enumerate(np.array_split(np.arange(width), 3)):
+        image[:, cols, c] = 200
+    return np.stack([image, image[:, ::-1]])
+
+
+@pytest.mark.parametrize("opset", [11, 13, 17, 18])
+def test_class_scores_become_an_argmax_mask_with_rgb_channel_order(tmp_path, capsys, opset):
+    net = channel_scores_net(tmp_path, opset=opset)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("red\ngreen\nblue\n")
+    repo = tmp_path / "repo"
+    code, out, err = run_import([net, "--name", "colours", "--classes", classes, "--probs", "--max-batch-size", 4,
+                                 "--mean", 0, 0, 0, "--std", 1, 1, 1, "--output", repo, "--work-dir", tmp_path / "w"],
+                                capsys)
+    assert code == 0, err
+    assert "pixel agreement 100.000000%" in out and "TensorRT 10 static check: no findings" in out
+    images = colour_patches()
+    got = served(repo, "colours", images)
+    thirds = np.array_split(np.arange(64), 3)
+    for c, cols in enumerate(thirds):  # left third red -> class 0, middle green -> 1, right blue -> 2
+        assert (got["MASK"][0][:, cols] == c).all()
+    np.testing.assert_array_equal(got["MASK"][1], got["MASK"][0][:, ::-1])
+    assert got["MASK"].dtype == np.uint8 and got["PROBS"].dtype == np.float16
+    # softmax over (200/255, 0, 0): the winning class has e^0.784 / (e^0.784 + 2)
+    want = np.exp(200 / 255) / (np.exp(200 / 255) + 2)
+    assert abs(float(got["PROBS"][0, 0, 0, 0]) - want) < 1e-3
+    assert (repo / "colours" / "labels.txt").read_text().split() == ["red", "green", "blue"]
+
+
+@pytest.mark.parametrize("opset", [11, 18])
+def test_foreground_logits_are_resized_thresholded_and_min_maxed(tmp_path, capsys, opset):
+    net = brightness_map_net(tmp_path, opset=opset)
+    repo = tmp_path / "repo"
+    # mean 0.5, std 1: a logit > 0 (sigmoid > 0.5) exactly where the channel mean exceeds 127.5
+    code, out, err = run_import([net, "--name", "bright", "--size", 64, 96, "--mean", .5, .5, .5, "--std", 1, 1, 1,
+                                 "--probs", "--output", repo, "--work-dir", tmp_path / "w"], capsys)
+    assert code == 0, err
+    image = np.full((64, 96, 3), 40, np.uint8)
+    image[:, :48] = 220
+    got = served(repo, "bright", image[None])
+    assert got["MASK"].shape == (1, 64, 96) and got["PROBS"].shape == (1, 2, 64, 96)
+    assert (got["MASK"][0, :, :46] == 1).all() and (got["MASK"][0, :, 50:] == 0).all()
+    np.testing.assert_allclose(got["PROBS"][0].astype(np.float32).sum(axis=0), 1.0, atol=1e-3)
+    # min-max stretches a dim-everywhere image (all logits < 0) so its brighter half still counts as foreground
+    code, _, err = run_import([net, "--name", "stretched", "--size", 64, 96, "--mean", .5, .5, .5, "--std", 1, 1, 1,
+                               "--minmax", "--output", repo, "--work-dir", tmp_path / "w"], capsys)
+    assert code == 0, err
+    dim = np.full((64, 96, 3), 10, np.uint8)
+    dim[:, :48] = 100
+    assert (served(repo, "bright", dim[None])["MASK"] == 0).all()
+    stretched = served(repo, "stretched", dim[None])["MASK"][0]
+    assert (stretched[:, :46] == 1).all() and (stretched[:, 50:] == 0).all()
+
+
+def test_spec_travels_in_the_metadata_and_every_target_gets_a_repository(tmp_path, capsys):
+    from export.config import parse_config
+    from export.spec import ModelSpec
+
+    net = channel_scores_net(tmp_path)
+    for target in ("local", "onnxruntime"):
+        repo = tmp_path / target
+        code, _, err = run_import([net, "--name", "colours", "--target", target, "--output", repo,
+                                   "--work-dir", tmp_path / "w"], capsys)
+        assert code == 0, err
+        model = onnx.load(str(repo / "colours" / "1" / "model.onnx"))
+        props = {p.key: p.value for p in model.metadata_props}
+        spec = ModelSpec.from_json(props["segserve.spec"])
+        assert (spec.name, spec.height, spec.width, spec.num_classes, spec.max_batch_size) == ("colours", 64, 64, 3, 8)
+        assert "net.onnx" not in props["segserve.source"] and "scores.onnx sha256:" in props["segserve.source"]
+        config = parse_config((repo / "colours" / "config.pbtxt").read_text())
+        assert [i.name for i in config.input] == ["IMAGE"] and [o.name for o in config.output] == ["MASK"]
+        assert config.max_batch_size == 8 and (config.backend == "python") == (target == "local")
+        assert json.loads(config.parameters["segserve.class_names"].string_value) == ["__background__", "class_1",
+                                                                                       "class_2"]
+
+
+def test_a_fixed_batch_of_one_is_freed_for_batching(tmp_path, capsys):
+    net = channel_scores_net(tmp_path, batch=1)
+    repo = tmp_path / "repo"
+    code, _, err = run_import([net, "--name", "b", "--max-batch-size", 4, "--output", repo,
+                               "--work-dir", tmp_path / "w"], capsys)
+    assert code == 0, err
+    assert served(repo, "b", np.concatenate([colour_patches()] * 2))["MASK"].shape == (4, 64, 64)
+
+
+def test_a_tensorrt_finding_fails_an_import_for_tensorrt_but_only_warns_for_onnx_runtime(tmp_path, caplog):
+    from export.config import ServingOptions
+    from export.errors import ExportError
+    from export.importer.pipeline import static_tensorrt_check
+    from export.spec import get_spec
+
+    path = save(tmp_path, [helper.make_node("Unique", ["x"], ["y"], name="dedupe")],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    spec = get_spec("unet")
+    assert "1 findings" in static_tensorrt_check(path, spec, ServingOptions.for_target("local"))
+    assert "would not parse in TensorRT 10" in caplog.text
+    with pytest.raises(ExportError, match=r"will not parse in TensorRT 10: unet: node `dedupe` \(Unique\)"):
+        static_tensorrt_check(path, spec, ServingOptions.for_target("onnxruntime", trt_accelerator=True))
+
+
+# -- files that do not fit: one line each, naming what was found and what is needed ----------------------------
+def two_inputs(tmp_path):
+    return save(tmp_path, [helper.make_node("Add", ["a", "b"], ["y"])],
+                [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3, 8, 8]),
+                 helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 8, 8])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+
+
+def uint8_input(tmp_path):
+    return save(tmp_path, [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)],
+                [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 3, 64, 64])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])])
+
+
+def rank3_output(tmp_path):
+    return save(tmp_path, [helper.make_node("ReduceMax", ["x"], ["y"], axes=[1], keepdims=0)],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 64])])
+
+
+def class_id_output(tmp_path):
+    return save(tmp_path, [helper.make_node("ArgMax", ["x"], ["y"], axis=1, keepdims=1)],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                [helper.make_tensor_value_info("y", TensorProto.INT64, ["n", 1, "h", "w"])])
+
+
+def nhwc_input(tmp_path):
+    return save(tmp_path, [helper.make_node("Transpose", ["x"], ["y"], perm=[0, 3, 1, 2])],
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 64, 3])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])])
+
+
+@pytest.mark.parametrize("make, extra, message", [
+    (two_inputs, [], r"has 2 inputs \(`a` FLOAT\[1, 3, 8, 8\], `b` FLOAT\[1, 3, 8, 8\]\); import needs exactly one "
+                     r"float NCHW image input"),
+    (uint8_input, [], r"input `x` UINT8\[1, 3, 64, 64\] is not float; import needs a float32 or float16 NCHW"),
+    (rank3_output, [], r"output `y` FLOAT\[1, 64, 64\] has rank 3; import needs per-class scores \[N, C, H, W\] "
+                       r"or one foreground map \[N, 1, H, W\]"),
+    (class_id_output, [], r"output `y` is int64\[1, 1, 64, 64\]; import needs float scores"),
+    (nhwc_input, [], r"input `x` FLOAT\[1, 64, 64, 3\] has 64 channels \(it looks NHWC\); import needs an RGB NCHW"),
+    (brightness_map_net, [], r"input `x` FLOAT\['n', 3, 'h', 'w'\] has a dynamic height/width: pass the served "
+                             r"input size with --size H \[W\]"),
+    (channel_scores_net, ["--size", 128], r"--size 128 128 does not fit `scores.onnx`: its input .* is fixed at "
+                                          r"64x64"),
+    (channel_scores_net, ["--onnx-output", "nope"], r"has no output `nope`; its outputs: scores"),
+    (channel_scores_net, ["--threshold", 0.3], r"returns 3 class scores \(ArgMax decides the mask\): --threshold "
+                                               r"and --minmax apply to a one-channel foreground map only"),
+    (channel_scores_net, ["--name", "bad name"], r"Bad model name `bad name`"),
+    (channel_scores_net, ["--std", 0, 1, 1], r"Bad --std \[0\.0, 1\.0, 1\.0\]: every value must be > 0"),
+])
+def test_files_and_options_that_do_not_fit_get_one_clear_line(tmp_path, capsys, make, extra, message):
+    import re
+
+    net = make(tmp_path)
+    code, out, err = run_import([net, *extra, "--output", tmp_path / "repo", "--work-dir", tmp_path / "w"], capsys)
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert re.search(message, err), err
+    assert not (tmp_path / "repo").exists()
+
+
+def test_a_class_names_file_must_match_the_class_count(tmp_path, capsys):
+    net = channel_scores_net(tmp_path)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("a\nb\n")
+    code, _, err = run_import([net, "--classes", classes, "--output", tmp_path / "repo"], capsys)
+    assert code == 1 and "2 class names given, but `scores.onnx` returns 3 class scores: give 3 names" in err
+    code, _, err = run_import([net, "--classes", tmp_path / "missing.txt", "--output", tmp_path / "repo"], capsys)
+    assert code == 1 and "Cannot read class names file" in err
+
+
+def test_an_unreadable_file_is_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    code, _, err = run_import([junk], capsys)
+    assert code == 1 and err.startswith("error: `") and "is not a readable ONNX file" in err
+    code, _, err = run_import([tmp_path / "absent.onnx"], capsys)
+    assert code == 1 and "absent.onnx` does not exist" in err
