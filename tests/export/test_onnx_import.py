@@ -245,3 +245,38 @@ def test_an_unreadable_file_is_one_line(tmp_path, capsys):
     assert code == 1 and err.startswith("error: `") and "is not a readable ONNX file" in err
     code, _, err = run_import([tmp_path / "absent.onnx"], capsys)
     assert code == 1 and "absent.onnx` does not exist" in err
+
+
+# -- the built-in u2netp: rembg's trained file through the same import path ------------------------------------
+def test_u2netp_is_exported_from_its_pinned_file_through_the_import_path(tmp_path, capsys):
+    from export.importer.builtin import IMPORTED, asset_path
+    from export.spec import ModelSpec, get_spec
+
+    path, _ = asset_path(IMPORTED["u2netp"].asset, IMPORTED["u2netp"].member)
+    if not path.is_file():
+        pytest.fail(f"{path} missing: run `scripts/fetch-tools.sh u2netp` (make tools)")
+    repo = tmp_path / "repo"
+    code = main(["u2netp", "--output", str(repo), "--work-dir", str(tmp_path / "w"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "raw ONNX + numpy reference" in out and "TensorRT 10 static check: no findings" in out
+    model = onnx.load(str(repo / "u2netp" / "1" / "model.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert ModelSpec.from_json(props["segserve.spec"]) == get_spec("u2netp")
+    assert "u2netp.onnx sha256:309c8469" in props["segserve.source"] and "output:1959" in props["segserve.source"]
+    assert [o.name for o in model.graph.output] == ["MASK"]  # the six side outputs are pruned away
+    assert (repo / "u2netp" / "labels.txt").read_text().split() == ["background", "foreground"]
+
+
+def test_u2netp_refuses_a_checkpoint_and_says_how_to_fetch_a_missing_file(tmp_path, capsys, monkeypatch):
+    code = main(["u2netp", "--checkpoint", str(tmp_path / "x.pt"), "--output", str(tmp_path / "repo")])
+    assert code == 1 and "`u2netp` is imported from a trained ONNX file: --checkpoint does not apply" in \
+        capsys.readouterr().err
+    monkeypatch.setenv("SEGSERVE_TOOLS", str(tmp_path / "empty"))
+    code = main(["u2netp", "--output", str(tmp_path / "repo")])
+    err = capsys.readouterr().err
+    assert code == 1 and "u2netp.onnx is not fetched yet: run `scripts/fetch-tools.sh u2netp` (or `make tools`)" in err
+    bad = tmp_path / "empty" / "models" / "u2netp.onnx"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not the pinned file")
+    code = main(["u2netp", "--output", str(tmp_path / "repo")])
+    assert code == 1 and "pinned 309c8469" in capsys.readouterr().err

@@ -6,12 +6,16 @@ from export.spec import SPECS, get_spec
 
 
 def test_every_builder_has_a_spec_and_back():
-    assert set(MODELS) == set(SPECS) == {"unet", "deeplabv3", "deeplabv3_mobilenet", "maskrcnn"}
+    from export.importer.builtin import IMPORTED  # built from a trained ONNX file, not a PyTorch builder
+
+    assert not set(MODELS) & set(IMPORTED)
+    assert set(MODELS) | set(IMPORTED) == set(SPECS) == {"unet", "deeplabv3", "deeplabv3_mobilenet", "maskrcnn",
+                                                          "u2netp"}
 
 
 def test_unknown_model_lists_the_valid_ones():
     with pytest.raises(ExportError, match=r"Unknown model `unett`\. Available: deeplabv3, deeplabv3_mobilenet, "
-                                          r"maskrcnn, unet\."):
+                                          r"maskrcnn, u2netp, unet\."):
         get_spec("unett")
 
 

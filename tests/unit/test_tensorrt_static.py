@@ -107,7 +107,7 @@ def test_cli_assembly_from_a_mismatched_plan_is_one_line_exit_1(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["unett"], r"error: Unknown model `unett`\. Available: deeplabv3, deeplabv3_mobilenet, maskrcnn, unet\."),
+    (["unett"], r"error: Unknown model `unett`\. Available: deeplabv3, deeplabv3_mobilenet, maskrcnn, u2netp, unet\."),
     (["unet", "--size", "100"], r"error: Bad size 100 for `unet`"),
     (["unet", "--target", "local", "--plan", "x.plan"], r"error: --plan and --target-gpu apply to --target tensorrt"),
     (["unet", "--checkpoint", "/nonexistent.pt", "--size", "64"], r"error: Checkpoint `/nonexistent\.pt` does not exist"),
