@@ -37,7 +37,7 @@ serve: venv tools ## run the local tritonserver on model_repository/ in the fore
 	$(VPY) -m serve --repository $(REPO) --export-if-empty --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 	  --metrics-port $(METRICS_PORT)
 
-demo: venv tools ## export 3 model families, serve them on a real local Triton, segment sample images
+demo: venv tools ## export the demo models (u2netp really trained), serve them on a real local Triton, segment images
 	$(VPY) scripts/demo.py --repository $(REPO) --out $(DEMO_OUT)
 
 test: venv tools ## run the whole test suite (unit, export, integration with the real tritonserver, chart)

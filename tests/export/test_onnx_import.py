@@ -151,6 +151,35 @@ def test_a_fixed_batch_of_one_is_freed_for_batching(tmp_path, capsys):
     assert served(repo, "b", np.concatenate([colour_patches()] * 2))["MASK"].shape == (4, 64, 64)
 
 
+
+def test_a_float16_network_gets_float16_in_and_its_scores_as_float32(tmp_path, capsys):
+    eye = numpy_helper.from_array(np.eye(3, dtype=np.float16).reshape(3, 3, 1, 1), "w")
+    net = save(tmp_path, [helper.make_node("Conv", ["x", "w"], ["scores"])],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 3, 64, 64])],
+               [helper.make_tensor_value_info("scores", TensorProto.FLOAT16, ["n", 3, 64, 64])], [eye])
+    repo = tmp_path / "repo"
+    code, _, err = run_import([net, "--name", "half", "--mean", 0, 0, 0, "--std", 1, 1, 1, "--output", repo,
+                               "--work-dir", tmp_path / "w"], capsys)
+    assert code == 0, err
+    mask = served(repo, "half", colour_patches())["MASK"]
+    assert (mask[0][:, :21] == 0).all() and (mask[0][:, 22:42] == 1).all() and (mask[0][:, 43:] == 2).all()
+
+
+def test_a_graph_that_hard_codes_batch_one_is_refused_for_batching_and_imports_at_batch_one(tmp_path, capsys):
+    eye = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "w")
+    shape = numpy_helper.from_array(np.array([1, 3, 64, 64], np.int64), "shape")
+    net = save(tmp_path, [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Reshape", ["c", "shape"],
+                                                                                        ["scores"])],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3, 64, 64])], [eye, shape])
+    args = [net, "--name", "one", "--output", tmp_path / "repo", "--work-dir", tmp_path / "w"]
+    code, _, err = run_import(args, capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "fails in ONNX Runtime on a batch of 2 (does the network hard-code its batch size? try --max-batch-size 1)" \
+        in err
+    code, _, err = run_import([*args, "--max-batch-size", 1], capsys)
+    assert code == 0, err
+
 def test_a_tensorrt_finding_fails_an_import_for_tensorrt_but_only_warns_for_onnx_runtime(tmp_path, caplog):
     from export.config import ServingOptions
     from export.errors import ExportError
