@@ -80,6 +80,11 @@ def build_network(spec: ModelSpec, weights: str = NO_WEIGHTS) -> "torch.nn.Modul
     try:
         entry = MODELS[spec.name]
     except KeyError:
+        from export.importer.builtin import IMPORTED
+
+        if spec.name in IMPORTED:
+            raise ExportError(f"`{spec.name}` is imported from a trained ONNX file, not built in PyTorch: export it "
+                              f"with `python -m export {spec.name}`.") from None
         raise ExportError(f"Unknown model `{spec.name}`. Available: {', '.join(sorted(MODELS))}.") from None
     if weights == DEFAULT_WEIGHTS:
         try:
