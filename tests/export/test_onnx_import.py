@@ -103,6 +103,7 @@ def test_foreground_logits_are_resized_thresholded_and_min_maxed(tmp_path, capsy
     code, out, err = run_import([net, "--name", "bright", "--size", 64, 96, "--mean", .5, .5, .5, "--std", 1, 1, 1,
                                  "--probs", "--output", repo, "--work-dir", tmp_path / "w"], capsys)
     assert code == 0, err
+    assert "TensorRT 10 static check: no findings" in out  # the wrapper's Resize/Reduce*/Squeeze forms parse
     image = np.full((64, 96, 3), 40, np.uint8)
     image[:, :48] = 220
     got = served(repo, "bright", image[None])
@@ -309,3 +310,15 @@ def test_u2netp_refuses_a_checkpoint_and_says_how_to_fetch_a_missing_file(tmp_pa
     bad.write_bytes(b"not the pinned file")
     code = main(["u2netp", "--output", str(tmp_path / "repo")])
     assert code == 1 and "pinned 309c8469" in capsys.readouterr().err
+
+
+def test_the_tensorrt_target_without_tensorrt_is_one_line_before_any_work(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: tests/gpu covers engine builds")
+    net = channel_scores_net(tmp_path)
+    code, out, err = run_import([net, "--target", "tensorrt", "--output", tmp_path / "repo",
+                                 "--work-dir", tmp_path / "w"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "`tensorrt` is needed for this step" in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "repo").exists()
