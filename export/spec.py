@@ -78,11 +78,11 @@ class ModelSpec:
     fp32_op_types: tuple[str, ...] = ("Softmax", "ArgMax", "ReduceMean")
     opset: int = 18
     # Imported ONNX networks (export/importer): how the network's score map becomes MASK. "scores": [N, C, H, W]
-    # per-class scores -> ArgMax; "foreground": one [N, 1, H, W] map -> MASK = map > threshold (after a sigmoid
-    # when the map is logits and, with minmax, stretched to [0, 1] per image as rembg does).
+    # per-class scores -> ArgMax; "foreground": one [N, 1, H, W] map -> MASK = map > foreground_threshold (after a
+    # sigmoid when the map is logits and, with minmax, stretched to [0, 1] per image as rembg does).
     output_kind: str = "scores"
     scores_are: str = "logits"
-    threshold: float = 0.5
+    foreground_threshold: float = 0.5
     minmax: bool = False
 
     @property

@@ -62,7 +62,7 @@ def make_spec(name: str, source: SourceGraph, *, mean=IMAGENET_MEAN, std=IMAGENE
         height=source.height, width=source.width, class_names=tuple(class_names), max_batch_size=max_batch_size,
         preferred_batch_sizes=(max_batch_size,) if max_batch_size > 1 else (), mean=tuple(mean), std=tuple(std),
         with_probs=probs, fp32_op_types=FP32_OPS, opset=source.opset,
-        output_kind="foreground" if foreground else "scores", scores_are=scores_are, threshold=threshold,
+        output_kind="foreground" if foreground else "scores", scores_are=scores_are, foreground_threshold=threshold,
         minmax=minmax,
     )
 

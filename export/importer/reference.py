@@ -62,7 +62,7 @@ def postprocess(scores: np.ndarray, spec: ModelSpec) -> dict[str, np.ndarray]:
         if spec.minmax:
             low = p.min(axis=(1, 2, 3), keepdims=True)
             p = (p - low) / np.maximum(p.max(axis=(1, 2, 3), keepdims=True) - low, np.float32(EPSILON))
-        out = {"MASK": (p[:, 0] > np.float32(spec.threshold)).astype(mask_dtype)}
+        out = {"MASK": (p[:, 0] > np.float32(spec.foreground_threshold)).astype(mask_dtype)}
         probs = np.concatenate([1.0 - p, p], axis=1)
     if spec.with_probs:
         out["PROBS"] = probs.astype(np.float16)

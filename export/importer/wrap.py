@@ -157,7 +157,8 @@ def wrap(source: SourceGraph, spec: ModelSpec) -> "onnx.ModelProto":
             span = b.node("Max", [b.node("Sub", [b.reduce("ReduceMax", p, [1, 2, 3]), low]),
                                   b.const("eps", np.array(EPSILON, np.float32))])
             p = b.node("Div", [b.node("Sub", [p, low]), span])
-        above = b.node("Greater", [b.squeeze(p, 1), b.const("threshold", np.array(spec.threshold, np.float32))])
+        cut = b.const("threshold", np.array(spec.foreground_threshold, np.float32))
+        above = b.node("Greater", [b.squeeze(p, 1), cut])
         b.node("Cast", [above], "MASK", to=mask_type)
         if spec.with_probs:
             probs = b.node("Concat", [b.node("Sub", [b.const("one", np.array(1.0, np.float32)), p]), p], axis=1)
