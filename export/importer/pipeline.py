@@ -22,6 +22,7 @@ FOREGROUND_CLASSES = ("background", "foreground")
 # Kept FP32 in a TensorRT FP16 build, besides the input normalisation: the wrapper's numerically sensitive ops.
 FP32_OPS = ("Softmax", "ArgMax", "ReduceMean", "Sigmoid", "ReduceMin", "ReduceMax")
 SCORE_KINDS = ("logits", "probabilities")
+SOURCE_KEY = "segserve.source"
 
 
 def make_spec(name: str, source: SourceGraph, *, mean=IMAGENET_MEAN, std=IMAGENET_STD,
@@ -81,13 +82,16 @@ def check_fits(source: SourceGraph, spec: ModelSpec) -> None:
 def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> tuple[Path, list[str]]:
     """Rewrite for TensorRT, put the spec in the metadata, check and write ``path`` aside-then-rename."""
     onnx = require("onnx")
-    from export.onnx_export import _set_metadata
     from export.trt_rewrite import make_tensorrt_friendly
 
     model, rewrites = make_tensorrt_friendly(model)
-    _set_metadata(model, spec, rewrites)
-    prop = model.metadata_props.add()
-    prop.key, prop.value = "segserve.source", f"{source.path.name} sha256:{source.sha256} output:{source.output_name}"
+    # The keys a built-in export writes (export/onnx_export.py), plus where the network came from. The graph is
+    # FP32: files without a precision entry read as FP32.
+    del model.metadata_props[:]
+    for key, value in {"segserve.spec": spec.to_json(), "segserve.trt_rewrites": str(len(rewrites)),
+                       SOURCE_KEY: f"{source.path.name} sha256:{source.sha256} output:{source.output_name}"}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
