@@ -322,3 +322,22 @@ def test_the_tensorrt_target_without_tensorrt_is_one_line_before_any_work(tmp_pa
                                  "--work-dir", tmp_path / "w"], capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "`tensorrt` is needed for this step" in err
     assert not (tmp_path / "w").exists() and not (tmp_path / "repo").exists()
+
+
+def test_scale_one_with_pixel_unit_mean_std_is_the_same_normalisation(tmp_path, capsys):
+    from export.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+
+    net = brightness_map_net(tmp_path)
+    pixel_mean = [m * 255 for m in IMAGENET_MEAN]
+    pixel_std = [s * 255 for s in IMAGENET_STD]
+    repo = tmp_path / "repo"
+    for name, extra in (("default", []), ("pixels", ["--scale", 1, "--mean", *pixel_mean, "--std", *pixel_std])):
+        code, _, err = run_import([net, "--name", name, "--size", 64, *extra, "--output", repo,
+                                   "--work-dir", tmp_path / "w"], capsys)
+        assert code == 0, err
+    specs = [ModelSpec.from_json({p.key: p.value for p in onnx.load(str(repo / n / "1" / "model.onnx")).metadata_props}
+                                 ["segserve.spec"]) for n in ("default", "pixels")]
+    np.testing.assert_allclose(specs[0].mean, specs[1].mean, rtol=1e-9)
+    np.testing.assert_allclose(specs[0].std, specs[1].std, rtol=1e-9)
+    images = colour_patches()
+    np.testing.assert_array_equal(served(repo, "default", images)["MASK"], served(repo, "pixels", images)["MASK"])
