@@ -3,7 +3,9 @@
     python bench/u2netp_quokka.py [--url localhost:8001]
 
 - ``rembg``: the raw ONNX file with rembg's own pre-processing (stretch to 320x320 with LANCZOS, divide by the
-  image's max, ImageNet mean/std, min-max the first output, LANCZOS back to the original size, > 127);
+  image's max, ImageNet mean/std, min-max the first output, LANCZOS back to the original size, > 127), as in
+  danielgatis/rembg 2.0.x ``rembg/sessions/u2netp.py`` (``U2netpSession.predict``) and ``rembg/sessions/base.py``
+  (``BaseSession.normalize``);
 - ``wrapped``: our exported graph in-process, with the client's own letterbox and un-letterbox (what Triton runs);
 - ``triton``: the client against a running Triton serving `u2netp` (with --url).
 

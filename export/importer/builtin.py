@@ -29,7 +29,8 @@ class BuiltinImport:
     output: str  # the graph output that is the score map
 
 
-# rembg's u2netp.onnx has 7 outputs (the fused map d0 and six side maps); rembg uses the first, "1959".
+# rembg's u2netp.onnx has 7 outputs (the fused map d0 and six side maps); rembg uses the first, "1959", min-maxed
+# per image, with ImageNet mean/std (danielgatis/rembg 2.0.x, rembg/sessions/u2netp.py, U2netpSession.predict).
 IMPORTED: dict[str, BuiltinImport] = {
     "u2netp": BuiltinImport(asset="u2netp", member="rembg/u2netp.onnx", output="1959"),
 }
