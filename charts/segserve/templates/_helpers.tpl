@@ -26,13 +26,28 @@ app.kubernetes.io/name: {{ include "segserve.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* Labels of every resource. The chart and app version labels change with each chart release, so they stay off the
+     pod template (a changed template rolls every pod): see segserve.podLabels. */}}
 {{- define "segserve.labels" -}}
 helm.sh/chart: {{ include "segserve.chart" . }}
-{{ include "segserve.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{ include "segserve.stableLabels" . }}
+{{- end -}}
+
+{{/* Labels that do not change between chart releases. */}}
+{{- define "segserve.stableLabels" -}}
+{{ include "segserve.selectorLabels" . }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: inference-server
 {{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The pod template's labels: stable labels plus podLabels (never in a selector). */}}
+{{- define "segserve.podLabels" -}}
+{{ include "segserve.stableLabels" . }}
+{{- with .Values.podLabels }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
@@ -45,17 +60,13 @@ app.kubernetes.io/component: inference-server
 {{- end -}}
 {{- end -}}
 
+{{/* The Triton image, by digest when one is given. */}}
 {{- define "segserve.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s/%s@%s" .Values.image.registry .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s/%s:%s" .Values.image.registry .Values.image.repository .Values.image.tag -}}
 {{- end -}}
-
-{{/* The engine builder's tag: its TensorRT must equal the one inside the Triton image (same NGC yy.mm). */}}
-{{- define "segserve.engineBuildTag" -}}
-{{- default .Values.image.tag .Values.engineBuild.image.tag -}}
-{{- end -}}
-
-{{- define "segserve.engineBuildImage" -}}
-{{- printf "%s/%s:%s" .Values.engineBuild.image.registry .Values.engineBuild.image.repository (include "segserve.engineBuildTag" .) -}}
 {{- end -}}
 
 {{- define "segserve.testImage" -}}
@@ -63,9 +74,38 @@ app.kubernetes.io/component: inference-server
 {{- printf "%s/%s:%s" .Values.tests.image.registry .Values.tests.image.repository $tag -}}
 {{- end -}}
 
-{{/* NGC release (yy.mm) of an image tag such as 24.10-py3. */}}
+{{/* NGC release (yy.mm) at the start of an image tag such as 26.07-py3 (empty when there is none). */}}
 {{- define "segserve.ngcRelease" -}}
 {{- regexFind "^[0-9]{2}\\.[0-9]{2}" . -}}
+{{- end -}}
+
+{{/* The Triton image's NGC release: image.release, else the yy.mm its tag starts with. */}}
+{{- define "segserve.release" -}}
+{{- default (include "segserve.ngcRelease" .Values.image.tag) .Values.image.release -}}
+{{- end -}}
+
+{{/* The row of releases.json (the chart's copy of export/data/releases.json) for a release, as JSON; "{}" if unknown. */}}
+{{- define "segserve.releaseRow" -}}
+{{- $table := .Files.Get "releases.json" | fromJson -}}
+{{- $want := include "segserve.release" . -}}
+{{- $row := dict -}}
+{{- range $table.releases -}}{{- if eq .ngc $want -}}{{- $row = . -}}{{- end -}}{{- end -}}
+{{- toJson $row -}}
+{{- end -}}
+
+{{/* The NGC release table's default row (the release the chart's image.tag default follows). */}}
+{{- define "segserve.defaultReleaseRow" -}}
+{{- $table := .Files.Get "releases.json" | fromJson -}}
+{{- $row := dict -}}
+{{- range $table.releases -}}{{- if eq .ngc $table.default -}}{{- $row = . -}}{{- end -}}{{- end -}}
+{{- toJson $row -}}
+{{- end -}}
+
+{{/* Tag of an image reference (empty for a digest-only reference). */}}
+{{- define "segserve.imageTag" -}}
+{{- $ref := splitList "@" . | first -}}
+{{- $last := splitList "/" $ref | last -}}
+{{- if contains ":" $last -}}{{ splitList ":" $last | last }}{{- end -}}
 {{- end -}}
 
 {{/* Replicas the workload runs with: the HPA minimum when autoscaling, else replicaCount. */}}
@@ -87,9 +127,45 @@ app.kubernetes.io/component: inference-server
 {{- end -}}
 {{- end -}}
 
-{{/* A local, writable copy of the repository is needed for sync and for engine builds. */}}
+{{/* Triton reads a local emptyDir at /models for sync and for engine builds (build-engine writes it). */}}
 {{- define "segserve.repositoryIsCopy" -}}
 {{- if or (eq .Values.modelRepository.source "sync") .Values.engineBuild.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "segserve.engineCacheEnabled" -}}
+{{- if or .Values.engineCache.enabled .Values.engineBuild.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "segserve.adminSecretName" -}}
+{{- default (printf "%s-admin-key" (include "segserve.fullname" .)) .Values.triton.adminKey.existingSecret -}}
+{{- end -}}
+
+{{/* Triton's restricted-API flag value: <apis>:<header>=<key> (Triton docs/customization_guide/inference_protocols.md,
+     "Limit Endpoint Access"); the key reaches argv through Kubernetes' $(VAR) expansion of an env var from a Secret. */}}
+{{- define "segserve.restrictedFlag" -}}
+{{- printf "%s:%s=$(SEGSERVE_ADMIN_KEY)" (join "," .Values.triton.restrictedApis) .Values.triton.adminKey.header -}}
+{{- end -}}
+
+{{- define "segserve.strictReadiness" -}}
+{{- $v := .Values.triton.strictReadiness -}}
+{{- if eq (toString $v) "auto" -}}{{ eq .Values.triton.modelControlMode "none" }}{{- else -}}{{ $v }}{{- end -}}
+{{- end -}}
+
+{{/* Triton cannot read GPU metrics on MIG devices (triton-inference-server/server#5324, release notes' known issues). */}}
+{{- define "segserve.gpuMetrics" -}}
+{{- if and (eq .Values.mode "gpu") .Values.metrics.gpuMetrics (not (contains "/mig-" .Values.gpu.resourceName)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Ephemeral storage (MiB) of the Triton container: its own writes plus the emptyDir scratch volumes it fills. */}}
+{{- define "segserve.ephemeralMi" -}}
+{{- $mi := add .Values.resources.ephemeralStorageMi .Values.scratch.sizeMi -}}
+{{- if has .Values.modelRepository.source (list "s3" "gcs") -}}{{- $mi = add $mi .Values.modelRepository.cloudCacheSizeMi -}}{{- end -}}
+{{- $mi -}}
+{{- end -}}
+
+{{/* Does a chart-created claim with these access modes attach to one node only? */}}
+{{- define "segserve.singleNodeModes" -}}
+{{- if not (or (has "ReadOnlyMany" .) (has "ReadWriteMany" .)) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "segserve.repositoryClaim" -}}
@@ -97,7 +173,7 @@ app.kubernetes.io/component: inference-server
 {{- end -}}
 
 {{- define "segserve.engineCacheClaim" -}}
-{{- default (printf "%s-engine-cache" (include "segserve.fullname" .)) .Values.engineBuild.cache.existingClaim -}}
+{{- default (printf "%s-engine-cache" (include "segserve.fullname" .)) .Values.engineCache.existingClaim -}}
 {{- end -}}
 
 {{/* Cross-field rules the schema cannot express; each failure says what to change. */}}
@@ -118,20 +194,57 @@ app.kubernetes.io/component: inference-server
 {{- $errors = append $errors "mode=gpu needs gpu.count >= 1 (use mode=cpu for a CPU-only deployment)" -}}
 {{- end -}}
 {{- if $v.engineBuild.enabled -}}
+{{- $base := (include "segserve.defaultReleaseRow" . | fromJson).builder_base_image -}}
+{{- $row := include "segserve.releaseRow" . | fromJson -}}
+{{- if $row.builder_base_image -}}{{- $base = $row.builder_base_image -}}{{- end -}}
+{{- if not $v.engineBuild.image -}}
+{{- $errors = append $errors (printf "engineBuild.enabled needs engineBuild.image: a builder image with segserve installed on %s (TensorRT of the Triton release; recipe in docker/, base from releases.json). There is no default: NGC's TensorRT image alone has no segserve" $base) -}}
+{{- end -}}
 {{- if eq $v.mode "cpu" -}}
 {{- $errors = append $errors "engineBuild.enabled needs mode=gpu: TensorRT engines are built on the GPU they run on" -}}
 {{- end -}}
-{{- if not $v.engineBuild.models -}}
-{{- $errors = append $errors "engineBuild.enabled needs engineBuild.models: the model folders whose 1/model.onnx to build" -}}
-{{- end -}}
 {{- if and (ne $src "pvc") (ne $src "sync") -}}
-{{- $errors = append $errors (printf "engineBuild.enabled needs modelRepository.source pvc or sync (Triton reads %s URLs itself; there is no local copy to build into)" $src) -}}
+{{- $errors = append $errors (printf "engineBuild.enabled needs modelRepository.source pvc or sync (Triton reads %s URLs itself; there is no local copy to build from)" $src) -}}
 {{- end -}}
-{{- $triton := include "segserve.ngcRelease" $v.image.tag -}}
-{{- $builder := include "segserve.ngcRelease" (include "segserve.engineBuildTag" .) -}}
-{{- if and (ne $triton $builder) (not $v.engineBuild.allowVersionMismatch) -}}
-{{- $errors = append $errors (printf "engineBuild.image.tag (NGC %s) must match image.tag (NGC %s): an engine only loads in the TensorRT version that built it" (default "?" $builder) (default "?" $triton)) -}}
+{{- if not $row.ngc -}}
+{{- $errors = append $errors (printf "engineBuild.enabled needs the Triton image's NGC release in releases.json: image.tag %q does not start with a known yy.mm; set image.release to one of the table's releases" $v.image.tag) -}}
 {{- end -}}
+{{- $triton := include "segserve.release" . -}}
+{{- $builder := include "segserve.ngcRelease" (include "segserve.imageTag" $v.engineBuild.image) -}}
+{{- if and $builder (ne $triton $builder) (not $v.engineBuild.allowVersionMismatch) -}}
+{{- $errors = append $errors (printf "engineBuild.image tag (NGC %s) must match the Triton release (NGC %s): an engine only loads in the TensorRT version that built it (or set engineBuild.allowVersionMismatch=true)" $builder (default "?" $triton)) -}}
+{{- end -}}
+{{- end -}}
+{{- $replicas := int (include "segserve.replicas" .) -}}
+{{- $several := or $v.autoscaling.enabled (gt $replicas 1) -}}
+{{- if and $several (eq $src "pvc") (not $v.modelRepository.pvc.existingClaim) (include "segserve.singleNodeModes" $v.modelRepository.pvc.accessModes) -}}
+{{- $errors = append $errors (printf "%s needs a repository claim every node can mount: the chart-created claim is ReadWriteOnce (Multi-Attach errors across nodes). Set modelRepository.pvc.accessModes to [ReadOnlyMany] or [ReadWriteMany], or modelRepository.pvc.existingClaim" (ternary "autoscaling.enabled" (printf "replicaCount=%d" $replicas) $v.autoscaling.enabled)) -}}
+{{- end -}}
+{{- if and $several (include "segserve.engineCacheEnabled" .) (not $v.engineCache.existingClaim) (include "segserve.singleNodeModes" $v.engineCache.accessModes) -}}
+{{- $errors = append $errors "several replicas need an engine cache every node can mount: the chart-created cache claim is ReadWriteOnce. Set engineCache.accessModes to [ReadWriteMany] (ReadOnlyMany cannot be written), or engineCache.existingClaim" -}}
+{{- end -}}
+{{- if and $v.networkPolicy.enabled (or $v.metrics.serviceMonitor.enabled $v.autoscaling.enabled) (not $v.networkPolicy.metricsNamespaces) -}}
+{{- $errors = append $errors (printf "networkPolicy.enabled with %s needs networkPolicy.metricsNamespaces (the Prometheus namespace): otherwise scrapes fail silently and the HPA shows <unknown>" (ternary "metrics.serviceMonitor.enabled" "autoscaling.enabled" $v.metrics.serviceMonitor.enabled)) -}}
+{{- end -}}
+{{- if and $v.autoscaling.enabled (not $v.autoscaling.metricName) (not $v.autoscaling.metrics) -}}
+{{- $errors = append $errors "autoscaling.enabled needs autoscaling.metricName or autoscaling.metrics: an HPA without metrics never scales" -}}
+{{- end -}}
+{{- if has "health" $v.triton.restrictedApis -}}
+{{- $errors = append $errors "triton.restrictedApis must not contain health: the kubelet's probes cannot send the admin key" -}}
+{{- end -}}
+{{- if eq (int $v.service.httpPort) (int $v.service.grpcPort) -}}
+{{- $errors = append $errors (printf "service.httpPort and service.grpcPort are both %d: give them different ports" (int $v.service.httpPort)) -}}
+{{- end -}}
+{{- if $v.ingress.enabled -}}
+{{- if not $v.ingress.host -}}
+{{- $errors = append $errors "ingress.enabled needs ingress.host: the host name gRPC clients dial" -}}
+{{- end -}}
+{{- if not $v.ingress.tlsSecret -}}
+{{- $errors = append $errors "ingress.enabled needs ingress.tlsSecret: ingress-nginx serves HTTP/2, hence gRPC, only over TLS" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.grpcRoute.enabled (not $v.grpcRoute.parentRefs) -}}
+{{- $errors = append $errors "grpcRoute.enabled needs grpcRoute.parentRefs: the Gateway(s) the route attaches to" -}}
 {{- end -}}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) -}}
 {{- $errors = append $errors (printf "autoscaling.minReplicas (%d) must not exceed autoscaling.maxReplicas (%d)" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) -}}
@@ -154,4 +267,14 @@ readOnlyRootFilesystem: true
 runAsNonRoot: true
 capabilities:
   drop: [ALL]
+{{- end -}}
+
+{{/* A probe handler: HTTP GET on Triton's health endpoint, or, when HTTP is off (triton.allowHttp=false), the gRPC
+     health checking protocol Triton's gRPC server implements (Kubernetes gRPC probes, GA in 1.27). */}}
+{{- define "segserve.probeHandler" -}}
+{{- if .root.Values.triton.allowHttp -}}
+httpGet: {path: {{ .path }}, port: http}
+{{- else -}}
+grpc: {port: 8001}
+{{- end -}}
 {{- end -}}

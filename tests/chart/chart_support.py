@@ -1,0 +1,133 @@
+"""Rendering the chart with the real helm, shared by the chart tests.
+
+Every render is parsed with a YAML loader that rejects duplicate mapping keys: PyYAML's safe_load keeps the last
+value silently, while strict parsers (and `kubectl kustomize`, `kubectl apply --server-side`) refuse the manifest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support import ROOT, TOOLS
+
+HELM = TOOLS / "helm" / "helm"
+KUBECTL = TOOLS / "helm" / "kubectl"
+# SEGSERVE_CHART renders another copy of the chart (e.g. an older one, to see a new test fail on it).
+CHART = Path(os.environ.get("SEGSERVE_CHART", ROOT / "charts" / "segserve"))
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+CASES = [None, *CI_VALUES]
+IDS = ["defaults", *(p.stem for p in CI_VALUES)]
+KUBE_VERSIONS = ["1.30.0", "1.35.0"]
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that raises on a mapping key given twice."""
+
+
+def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise DuplicateKeyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_all_strict(text: str) -> list[dict]:
+    return [d for d in yaml.load_all(text, Loader=StrictLoader) if d]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120)
+
+
+def values_args(values, sets=()) -> list[str]:
+    args = ["-f", str(values)] if values else []
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+_cache: dict = {}
+
+
+def render_text(values=None, kube="1.35.0", sets=(), chart=None) -> str:
+    key = (str(values), kube, tuple(sets), str(chart))
+    if key not in _cache:
+        proc = helm("template", "seg", str(chart or CHART), "--namespace", "inference", "--kube-version", kube,
+                    *values_args(values, sets))
+        assert proc.returncode == 0, proc.stderr
+        _cache[key] = proc.stdout
+    return _cache[key]
+
+
+def render(values=None, kube="1.35.0", sets=(), chart=None) -> list[dict]:
+    return load_all_strict(render_text(values, kube, sets, chart))
+
+
+def render_fails(sets=(), values=None) -> str:
+    proc = helm("template", "seg", str(CHART), "--namespace", "inference", *values_args(values, sets))
+    assert proc.returncode != 0, f"helm accepted {sets}"
+    return proc.stderr
+
+
+def values_of(values) -> dict:
+    merged = yaml.safe_load((CHART / "values.yaml").read_text())
+    if values:
+        deep_merge(merged, yaml.safe_load(values.read_text()))
+    return merged
+
+
+def deep_merge(base: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def kind(docs, name):
+    return [d for d in docs if d["kind"] == name]
+
+
+def deployment(docs):
+    (dep,) = kind(docs, "Deployment")
+    return dep
+
+
+def pod_spec(docs):
+    return deployment(docs)["spec"]["template"]["spec"]
+
+
+def triton(docs):
+    (c,) = [c for c in pod_spec(docs)["containers"] if c["name"] == "triton"]
+    return c
+
+
+def pods(docs):
+    """Every pod spec rendered: the Deployment's template and the helm test pod."""
+    return [pod_spec(docs), *(p["spec"] for p in kind(docs, "Pod"))]
+
+
+def containers(pod):
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+def env_of(container) -> dict:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+if not HELM.is_file():
+    pytest.fail("helm not fetched: run `make tools` (scripts/fetch-tools.sh helm)", pytrace=False)
