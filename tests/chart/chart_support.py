@@ -5,6 +5,8 @@ value silently, while strict parsers (and `kubectl kustomize`, `kubectl apply --
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -28,8 +30,8 @@ class DuplicateKeyError(yaml.YAMLError):
     pass
 
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that raises on a mapping key given twice."""
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader (libyaml's parser when PyYAML has it) that raises on a mapping key given twice."""
 
 
 def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False):
@@ -39,7 +41,7 @@ def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool 
         if key in seen:
             raise DuplicateKeyError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
         seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+    return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep)
 
 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -73,8 +75,15 @@ def render_text(values=None, kube="1.35.0", sets=(), chart=None) -> str:
     return _cache[key]
 
 
+_parsed: dict = {}
+
+
 def render(values=None, kube="1.35.0", sets=(), chart=None) -> list[dict]:
-    return load_all_strict(render_text(values, kube, sets, chart))
+    """The rendered objects (a fresh copy each call: tests may change them)."""
+    key = (str(values), kube, tuple(sets), str(chart))
+    if key not in _parsed:
+        _parsed[key] = load_all_strict(render_text(values, kube, sets, chart))
+    return copy.deepcopy(_parsed[key])
 
 
 def render_fails(sets=(), values=None) -> str:
@@ -128,6 +137,17 @@ def containers(pod):
 def env_of(container) -> dict:
     return {e["name"]: e for e in container.get("env", [])}
 
+
+def _cache_kubernetes_schemas() -> None:
+    """kubernetes-validate 1.37 re-reads and re-parses its multi-megabyte _definitions.json for every object it
+    validates (utils.validate -> schema_contents); the files never change, so parse each once (13x faster)."""
+    import kubernetes_validate.utils as kv
+
+    if not hasattr(kv.schema_contents, "cache_info"):
+        kv.schema_contents = functools.lru_cache(maxsize=None)(kv.schema_contents)
+
+
+_cache_kubernetes_schemas()
 
 if not HELM.is_file():
     pytest.fail("helm not fetched: run `make tools` (scripts/fetch-tools.sh helm)", pytrace=False)

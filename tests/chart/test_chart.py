@@ -286,6 +286,9 @@ def test_schema_rejects_bad_values_with_a_clear_message(sets, message):
     (["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=2"],
      "autoscaling.minReplicas (5) must not exceed autoscaling.maxReplicas (2)"),
     (["networkPolicy.enabled=true"], "networkPolicy.enabled needs networkPolicy.allowedNamespaces"),
+    (["updateStrategy.rollingUpdate.maxUnavailable=0"], "maxSurge and maxUnavailable cannot both be 0"),
+    (["triton.restrictedApis={health}"], "triton.restrictedApis must not contain health"),
+    (["service.grpcPort=8000"], "service.httpPort and service.grpcPort are both 8000"),
 ])
 def test_validate_values_fails_with_an_actionable_message(sets, message):
     proc = helm("template", "seg", str(CHART), *values_args(None, sets))

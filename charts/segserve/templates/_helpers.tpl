@@ -229,6 +229,10 @@ app.kubernetes.io/component: inference-server
 {{- if and $v.autoscaling.enabled (not $v.autoscaling.metricName) (not $v.autoscaling.metrics) -}}
 {{- $errors = append $errors "autoscaling.enabled needs autoscaling.metricName or autoscaling.metrics: an HPA without metrics never scales" -}}
 {{- end -}}
+{{- $ru := $v.updateStrategy.rollingUpdate | default dict -}}
+{{- if and (eq $v.updateStrategy.type "RollingUpdate") (eq (toString (dig "maxSurge" 1 $ru)) "0") (eq (toString (dig "maxUnavailable" 1 $ru)) "0") -}}
+{{- $errors = append $errors "updateStrategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0 (Kubernetes rejects it; the rollout could never progress)" -}}
+{{- end -}}
 {{- if has "health" $v.triton.restrictedApis -}}
 {{- $errors = append $errors "triton.restrictedApis must not contain health: the kubelet's probes cannot send the admin key" -}}
 {{- end -}}
