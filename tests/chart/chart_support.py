@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -136,6 +137,23 @@ def containers(pod):
 
 def env_of(container) -> dict:
     return {e["name"]: e for e in container.get("env", [])}
+
+
+GATEWAY_VALIDATOR = TOOLS / "gateway-api"
+
+
+def validate_gateway_objects(docs: list[dict]) -> None:
+    """Validate Gateway API objects with the npm package @kubernetes-models/gateway-api (JSON-schema validators
+    generated from the Gateway API CRDs: types, patterns, enums, required, maxItems). It does not reject unknown
+    fields, so the caller checks field names itself."""
+    if not (GATEWAY_VALIDATOR / "node_modules").is_dir():
+        pytest.fail("Gateway API models not fetched: run scripts/fetch-tools.sh gateway", pytrace=False)
+    proc = subprocess.run(["node", str(Path(__file__).with_name("validate_gateway.mjs"))],
+                          input=json.dumps(docs), capture_output=True, text=True, timeout=60,
+                          env={"NODE_PATH": str(GATEWAY_VALIDATOR / "node_modules"), "PATH": "/usr/bin:/bin"},
+                          cwd=GATEWAY_VALIDATOR)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
 
 
 def _cache_kubernetes_schemas() -> None:

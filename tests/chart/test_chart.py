@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from chart_support import (CASES, CHART, CI_VALUES, IDS, KUBE_VERSIONS, ROOT, containers, deployment, helm,
-                           kind, pods, render, values_args, values_of)
+                           kind, pods, render, validate_gateway_objects, values_args, values_of)
 
 pytestmark = pytest.mark.chart
 
@@ -35,8 +35,6 @@ def test_every_rendered_object_is_valid_for_kubernetes(values, kube):
     assert docs
     for doc in docs:
         if doc["apiVersion"].startswith("gateway.networking.k8s.io/"):
-            from test_cluster import validate_gateway_objects
-
             validate_gateway_objects([doc])
             continue
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):

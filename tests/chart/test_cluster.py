@@ -11,8 +11,9 @@ import subprocess
 import pytest
 import yaml
 
-from chart_support import (CASES, CHART, IDS, KUBECTL, ROOT, TOOLS, containers, deployment, env_of, helm, kind,
-                           load_all_strict, pod_spec, pods, render, render_fails, render_text, triton, values_of)
+from chart_support import (CASES, CHART, IDS, KUBECTL, ROOT, containers, deployment, env_of, helm, kind,
+                           load_all_strict, pod_spec, pods, render, render_fails, render_text, triton,
+                           validate_gateway_objects, values_of)
 
 pytestmark = pytest.mark.chart
 CI = CHART / "ci"
@@ -369,22 +370,6 @@ def test_ingress_carries_grpc_to_triton_with_tls_and_a_body_limit():
     (["grpcRoute.enabled=true"], "grpcRoute.enabled needs grpcRoute.parentRefs")])
 def test_ingress_and_route_need_their_essentials(sets, message):
     assert message in render_fails(sets)
-
-
-GATEWAY_VALIDATOR = TOOLS / "gateway-api"
-
-
-def validate_gateway_objects(docs: list[dict]) -> None:
-    """Validate Gateway API objects with the npm package @kubernetes-models/gateway-api (JSON-schema validators
-    generated from the Gateway API CRDs: types, patterns, enums, required, maxItems). It does not reject unknown
-    fields, so the caller checks field names itself."""
-    if not (GATEWAY_VALIDATOR / "node_modules").is_dir():
-        pytest.fail("Gateway API models not fetched: run scripts/fetch-tools.sh gateway", pytrace=False)
-    proc = subprocess.run(["node", str(ROOT / "tests" / "chart" / "validate_gateway.mjs")],
-                          input=json.dumps(docs), capture_output=True, text=True, timeout=60,
-                          env={"NODE_PATH": str(GATEWAY_VALIDATOR / "node_modules"), "PATH": "/usr/bin:/bin"},
-                          cwd=GATEWAY_VALIDATOR)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 GRPCROUTE_FIELDS = {"spec": {"parentRefs", "hostnames", "rules"},
