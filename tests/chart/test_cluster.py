@@ -367,7 +367,9 @@ def test_ingress_carries_grpc_to_triton_with_tls_and_a_body_limit():
 @pytest.mark.parametrize(("sets", "message"), [
     (["ingress.enabled=true", "ingress.tlsSecret=t"], "ingress.enabled needs ingress.host"),
     (["ingress.enabled=true", "ingress.host=seg.example.com"], "ingress.enabled needs ingress.tlsSecret"),
-    (["grpcRoute.enabled=true"], "grpcRoute.enabled needs grpcRoute.parentRefs")])
+    (["grpcRoute.enabled=true"], "grpcRoute.enabled needs grpcRoute.parentRefs"),
+    (["ingress.enabled=true", "ingress.host=seg.example.com", "ingress.tlsSecret=t", "networkPolicy.enabled=true",
+      "networkPolicy.allowedPodLabels.app=gateway"], "ingress controller's (or Gateway's) namespace")])
 def test_ingress_and_route_need_their_essentials(sets, message):
     assert message in render_fails(sets)
 

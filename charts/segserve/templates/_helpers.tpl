@@ -226,6 +226,9 @@ app.kubernetes.io/component: inference-server
 {{- if and $v.networkPolicy.enabled (or $v.metrics.serviceMonitor.enabled $v.autoscaling.enabled) (not $v.networkPolicy.metricsNamespaces) -}}
 {{- $errors = append $errors (printf "networkPolicy.enabled with %s needs networkPolicy.metricsNamespaces (the Prometheus namespace): otherwise scrapes fail silently and the HPA shows <unknown>" (ternary "metrics.serviceMonitor.enabled" "autoscaling.enabled" $v.metrics.serviceMonitor.enabled)) -}}
 {{- end -}}
+{{- if and $v.networkPolicy.enabled (or $v.ingress.enabled $v.grpcRoute.enabled) (not $v.networkPolicy.allowedNamespaces) -}}
+{{- $errors = append $errors "networkPolicy.enabled with ingress or grpcRoute needs networkPolicy.allowedNamespaces with the ingress controller's (or Gateway's) namespace: its proxies are not pods of this namespace" -}}
+{{- end -}}
 {{- if and $v.autoscaling.enabled (not $v.autoscaling.metricName) (not $v.autoscaling.metrics) -}}
 {{- $errors = append $errors "autoscaling.enabled needs autoscaling.metricName or autoscaling.metrics: an HPA without metrics never scales" -}}
 {{- end -}}
