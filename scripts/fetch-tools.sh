@@ -83,7 +83,7 @@ fetch_gateway() {
   echo "fetching Gateway API validators (npm $GATEWAY_MODELS)"
   rm -rf "$dest" && mkdir -p "$dest"
   # engines asks for node >= 22; the generated validators run on node 20 (checked), hence --engine-strict=false.
-  npm install -q --prefix "$dest" --no-audit --no-fund --engine-strict=false "$GATEWAY_MODELS" >/dev/null 2>&1
+  npm install --loglevel=error --prefix "$dest" --no-audit --no-fund --engine-strict=false "$GATEWAY_MODELS" >/dev/null
   touch "$dest/.complete"
 }
 
