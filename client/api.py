@@ -3,6 +3,7 @@
     from client import Segmenter
     seg = Segmenter("localhost:8001", "deeplabv3")     # reads the model's spec from the server
     result = seg.segment("street.jpg")                  # class-id mask at the image's original resolution
+    for result in seg.map(paths, concurrency=4): ...    # many images in flight, results in order
 
 Everything the client needs to know about a model (input size, tensor names, task, class names) comes from the
 served ``config.pbtxt``, which ``python -m export`` generates from the model spec.
@@ -12,18 +13,24 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from client.errors import ClientError
-from client.postprocess import paste_masks, unletterbox_boxes, unletterbox_mask
-from client.preprocess import ImageLike, Letterbox, letterbox, load_image
+from client.preprocess import DEFAULT_MAX_PIXELS, ImageLike, Letterbox, prepare
+from client.results import DetectionResult, SegmentationResult, detections_to_original, segmentation_from_outputs
+from client.transport import DEFAULT_URLS, PROTOCOLS, TLS, Connection, Retry, module
 
-PROTOCOLS = ("grpc", "http")
-DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
-MAX_MESSAGE_BYTES = 2**31 - 1  # the gRPC default (4 MB) is far below a batch of masks or PROBS
+__all__ = ["DEFAULT_URLS", "PROTOCOLS", "TLS", "DetectionResult", "ModelInfo", "Retry", "SegmentationResult",
+           "Segmenter", "detections_to_original", "ordered_map"]
+
+Result = SegmentationResult | DetectionResult
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -58,118 +65,160 @@ class ModelInfo:
             class_names=tuple(json.loads(params.get("segserve.class_names", "[]"))),
         )
 
-
-@dataclass(frozen=True)
-class SegmentationResult:
-    """Semantic segmentation of one image, at its original resolution."""
-
-    mask: np.ndarray  # [H, W] class ids
-    class_names: tuple[str, ...]
-    latency_ms: float
+    @property
+    def batch_limit(self) -> int:
+        """Most images in one request (a model without a batch dimension takes one)."""
+        return max(1, self.max_batch_size)
 
     @property
-    def classes(self) -> list[tuple[int, str, float]]:
-        """(class id, name, fraction of pixels) for each class present, largest first."""
-        ids, counts = np.unique(self.mask, return_counts=True)
-        total = self.mask.size
-        found = [(int(i), self.name(int(i)), c / total) for i, c in zip(ids, counts)]
-        return sorted(found, key=lambda item: -item[2])
-
-    def name(self, class_id: int) -> str:
-        return self.class_names[class_id] if 0 <= class_id < len(self.class_names) else f"class_{class_id}"
+    def max_request_bytes(self) -> int:
+        """The largest valid request: a full batch of uint8 H x W x 3 images."""
+        return self.batch_limit * self.height * self.width * 3
 
 
-@dataclass(frozen=True)
-class DetectionResult:
-    """Instance segmentation of one image, in original image coordinates."""
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], concurrency: int, *,
+                return_exceptions: bool = False) -> Iterator[R | ClientError]:
+    """``fn`` over ``items`` in a pool of ``concurrency`` threads, yielding results in input order. At most
+    2 x concurrency items are read ahead. With ``return_exceptions`` a ClientError is yielded in place of its
+    result (other exceptions are bugs and propagate)."""
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ClientError(f"Bad concurrency {concurrency!r}: expected an integer >= 1.")
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="segserve")
+    window: deque = deque()
+    try:
+        def take():
+            future = window.popleft()
+            try:
+                return future.result()
+            except ClientError as exc:
+                if return_exceptions:
+                    return exc
+                raise
 
-    boxes: np.ndarray  # [N, 4] float32 (x1, y1, x2, y2)
-    scores: np.ndarray  # [N] float32
-    labels: np.ndarray  # [N] int32
-    masks: np.ndarray  # [N, H, W] bool
-    class_names: tuple[str, ...]
-    latency_ms: float
-
-    @property
-    def names(self) -> list[str]:
-        return [self.class_names[i] if 0 <= i < len(self.class_names) else f"class_{i}" for i in self.labels]
-
-    def __len__(self) -> int:
-        return len(self.scores)
+        for item in items:
+            window.append(pool.submit(fn, item))
+            if len(window) >= 2 * concurrency:
+                yield take()
+        while window:
+            yield take()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Segmenter:
-    """One served segserve model behind a Triton URL (gRPC by default, HTTP optional)."""
+    """One served segserve model behind a Triton URL (gRPC by default, HTTP optional).
+
+    Every call has a deadline (``timeout_s``), carries ``headers`` and is retried per ``retry`` while the server
+    is unavailable; ``tls`` (a ``TLS`` or True for the system's roots) encrypts the connection."""
 
     def __init__(self, url: str | None = None, model: str = "deeplabv3_mobilenet", *, protocol: str = "grpc",
-                 ready_timeout_s: float = 30.0, mask_threshold: float = 0.5) -> None:
+                 ready_timeout_s: float = 30.0, timeout_s: float = 30.0, mask_threshold: float = 0.5,
+                 tls: TLS | bool | None = None, headers: dict[str, str] | None = None, retry: Retry | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if protocol not in PROTOCOLS:
             raise ClientError(f"Unknown protocol `{protocol}`. Available: {', '.join(PROTOCOLS)}.")
         self.protocol = protocol
         self.url = url or DEFAULT_URLS[protocol]
         self.mask_threshold = mask_threshold
+        self.max_pixels = max_pixels
         self.last_wire_bytes: tuple[int, int] | None = None  # (request tensor bytes, gRPC response message bytes)
-        self._client = _connect(self.url, protocol, ready_timeout_s)
-        self.info = self._model_info(model)
+        self.connection = Connection(self.url, protocol, timeout_s, TLS() if tls is True else (tls or None),
+                                     dict(headers or {}), retry or Retry())
+        try:
+            self.connection.wait_ready(ready_timeout_s)
+            self.info = self._model_info(model)
+        except BaseException:
+            self.connection.close()
+            raise
 
     # -- server ---------------------------------------------------------------------------------------------
     def _model_info(self, model: str) -> ModelInfo:
-        served = served_models(self._client, self.protocol)
+        served = self.connection.served_models()
         if model not in served:
             listing = ", ".join(sorted(served)) or "none"
             raise ClientError(f"Unknown model `{model}` at {self.protocol}://{self.url}. Served: {listing}.")
-        try:
-            config = self._client.get_model_config(model, **({"as_json": True} if self.protocol == "grpc" else {}))
-        except Exception as exc:
-            raise ClientError(f"Cannot read the config of `{model}` at {self.url}: {_message(exc)}") from None
-        return ModelInfo.from_config(config["config"] if self.protocol == "grpc" else config)
+        return ModelInfo.from_config(self.connection.model_config(model))
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Send a uint8 [B, H, W, 3] batch as-is and return every output by name."""
-        tc = _module(self.protocol)
-        expected = (self.info.height, self.info.width, 3)
-        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[1:] != expected:
-            raise ClientError(f"Bad batch {batch.dtype}{list(batch.shape)} for `{self.info.name}`: expected uint8 "
-                              f"[B, {', '.join(map(str, expected))}].")
-        tensor = tc.InferInput(self.info.input_name, list(batch.shape), "UINT8")
+        tc = module(self.protocol)
+        info = self.info
+        expected = (info.height, info.width, 3)
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.uint8 or batch.ndim != 4 \
+                or batch.shape[1:] != expected or batch.shape[0] < 1:
+            what = f"{batch.dtype}{list(batch.shape)}" if isinstance(batch, np.ndarray) else type(batch).__name__
+            raise ClientError(f"Bad batch {what} for `{info.name}`: expected uint8 "
+                              f"[B, {', '.join(map(str, expected))}] with 1 <= B <= {info.batch_limit}.")
+        if batch.nbytes > info.max_request_bytes:
+            raise ClientError(f"Request of {batch.nbytes:,} bytes ({batch.shape[0]} images) is above `{info.name}`'s "
+                              f"limit of {info.max_request_bytes:,} bytes ({info.batch_limit} x "
+                              f"{info.height}x{info.width}x3): send at most {info.batch_limit} images per request.")
+        tensor = tc.InferInput(info.input_name, list(batch.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(batch))
-        outputs = [tc.InferRequestedOutput(name) for name in self.info.output_names]
-        try:
-            response = self._client.infer(self.info.name, [tensor], outputs=outputs)
-        except Exception as exc:
-            raise ClientError(f"Inference on `{self.info.name}` at {self.url} failed: {_message(exc)}") from None
+        outputs = [tc.InferRequestedOutput(name) for name in info.output_names]
+        response = self.connection.infer(info.name, [tensor], outputs)
         if self.protocol == "grpc":
             self.last_wire_bytes = (batch.nbytes, response.get_response().ByteSize())
-        return {name: response.as_numpy(name) for name in self.info.output_names}
+        return {name: response.as_numpy(name) for name in info.output_names}
 
     # -- image in, masks out --------------------------------------------------------------------------------
     def prepare(self, image: ImageLike) -> tuple[np.ndarray, Letterbox]:
-        return letterbox(load_image(image), self.info.height, self.info.width)
+        canvas, box, _ = prepare(image, self.info.height, self.info.width, self.max_pixels)
+        return canvas, box
 
-    def _run(self, image: ImageLike, task: str, other: str) -> tuple[dict[str, np.ndarray], Letterbox, float]:
-        """Letterbox, infer (timed: the request only) and return outputs, geometry and latency in ms."""
+    def _check_task(self, task: str, other: str) -> None:
         if self.info.task != task:
             raise ClientError(f"`{self.info.name}` does {self.info.task} segmentation: use {other}.")
-        canvas, box = self.prepare(image)
-        started = time.perf_counter()
-        outputs = self.infer(canvas[None])
-        return outputs, box, (time.perf_counter() - started) * 1e3
 
-    def segment(self, image: ImageLike) -> SegmentationResult:
-        """Semantic segmentation: the class-id mask at the image's original resolution."""
-        outputs, box, latency = self._run(image, "semantic", "detect()")
-        return SegmentationResult(unletterbox_mask(outputs["MASK"][0], box), self.info.class_names, latency)
+    def _results(self, images: Sequence[ImageLike]) -> list[Result]:
+        """Letterbox, infer in batches of at most the model's max batch, and post-process each image."""
+        prepared = [prepare(image, self.info.height, self.info.width, self.max_pixels) for image in images]
+        results: list[Result] = []
+        step = self.info.batch_limit
+        for start in range(0, len(prepared), step):
+            chunk = prepared[start:start + step]
+            begun = time.perf_counter()
+            outputs = self.infer(np.stack([canvas for canvas, _, _ in chunk]))
+            latency = (time.perf_counter() - begun) * 1e3
+            for index, (_, box, frames) in enumerate(chunk):
+                if self.info.task == "semantic":
+                    results.append(segmentation_from_outputs(outputs, box, self.info.class_names, latency, frames,
+                                                             index))
+                else:
+                    results.append(detections_to_original(outputs, box, self.info.class_names, latency,
+                                                          self.mask_threshold, frames, index))
+        return results
 
-    def detect(self, image: ImageLike) -> DetectionResult:
-        """Instance segmentation: boxes, scores, labels and full-resolution boolean masks."""
-        outputs, box, latency = self._run(image, "instance", "segment()")
-        return detections_to_original(outputs, box, self.info.class_names, latency, self.mask_threshold)
+    def segment(self, image: ImageLike | list[ImageLike] | tuple[ImageLike, ...]
+                ) -> SegmentationResult | list[SegmentationResult]:
+        """Semantic segmentation: the class-id mask at the image's original resolution. A list or tuple of images
+        gives a list of results, sent in batches of at most the model's max batch size."""
+        self._check_task("semantic", "detect()")
+        if isinstance(image, (list, tuple)):
+            return self._results(image)  # type: ignore[return-value]
+        return self._results([image])[0]  # type: ignore[return-value]
 
-    def __call__(self, image: ImageLike) -> SegmentationResult | DetectionResult:
-        return self.segment(image) if self.info.task == "semantic" else self.detect(image)
+    def detect(self, image: ImageLike | list[ImageLike] | tuple[ImageLike, ...]
+               ) -> DetectionResult | list[DetectionResult]:
+        """Instance segmentation: boxes, scores, labels and masks kept in their boxes (``full_masks()`` pastes
+        them). A list or tuple of images gives one result per image, each cut at its own NUM_DETECTIONS."""
+        self._check_task("instance", "segment()")
+        if isinstance(image, (list, tuple)):
+            return self._results(image)  # type: ignore[return-value]
+        return self._results([image])[0]  # type: ignore[return-value]
+
+    def __call__(self, image: ImageLike) -> Result:
+        return self._results([image])[0]
+
+    def map(self, images: Iterable[ImageLike], concurrency: int = 4, *,
+            return_exceptions: bool = False) -> Iterator[Result | ClientError]:
+        """Segment many images with ``concurrency`` requests in flight (decoding and post-processing in the same
+        worker threads, so they overlap with the server's work), yielding results in input order. With
+        ``return_exceptions`` a bad image yields its ClientError and the rest go on."""
+        return ordered_map(self, images, concurrency, return_exceptions=return_exceptions)
 
     def close(self) -> None:
-        self._client.close()
+        self.connection.close()
 
     def __enter__(self) -> Segmenter:
         return self
@@ -178,60 +227,6 @@ class Segmenter:
         self.close()
 
 
-def detections_to_original(outputs: dict[str, np.ndarray], box: Letterbox, class_names: tuple[str, ...],
-                           latency_ms: float = 0.0, mask_threshold: float = 0.5) -> DetectionResult:
-    """Padded instance outputs of batch item 0 -> a DetectionResult in original image coordinates."""
-    n = int(outputs["NUM_DETECTIONS"][0].reshape(-1)[0])
-    boxes = unletterbox_boxes(outputs["BOXES"][0][:n], box)
-    masks = paste_masks(outputs["MASKS"][0][:n].astype(np.float32), boxes, box.original_height,
-                        box.original_width, mask_threshold)
-    return DetectionResult(boxes, outputs["SCORES"][0][:n].astype(np.float32),
-                           outputs["LABELS"][0][:n].astype(np.int32), masks, class_names, latency_ms)
-
-
-# -- tritonclient plumbing (imported lazily: `import client` stays cheap) ------------------------------------
-def _module(protocol: str):
-    if protocol == "grpc":
-        import tritonclient.grpc as tc
-    else:
-        import tritonclient.http as tc
-    return tc
-
-
-def _message(exc: Exception) -> str:
-    text = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
-    return (text or type(exc).__name__).strip().splitlines()[0]
-
-
-def _connect(url: str, protocol: str, ready_timeout_s: float):
-    tc = _module(protocol)
-    try:
-        if protocol == "grpc":
-            client = tc.InferenceServerClient(url, channel_args=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ])
-        else:
-            client = tc.InferenceServerClient(url, connection_timeout=5.0, network_timeout=120.0)
-    except Exception as exc:
-        raise ClientError(f"Bad server URL `{url}`: {_message(exc)}") from None
-    deadline = time.monotonic() + ready_timeout_s
-    last = "no answer"
-    while True:
-        try:
-            if client.is_server_ready():
-                return client
-            last = "server not ready"
-        except Exception as exc:
-            last = _message(exc)
-        if time.monotonic() >= deadline:
-            client.close()
-            raise ClientError(f"Cannot reach Triton at {protocol}://{url} within {ready_timeout_s:g} s ({last}).")
-        time.sleep(0.5)
-
-
-def served_models(client, protocol: str) -> list[str]:
+def served_models(connection: Connection) -> list[str]:
     """Names of the models the server reports READY."""
-    index = client.get_model_repository_index(**({"as_json": True} if protocol == "grpc" else {}))
-    entries = index.get("models", []) if protocol == "grpc" else index
-    return [m["name"] for m in entries if m.get("state") == "READY"]
+    return connection.served_models()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from client.api import DetectionResult, SegmentationResult
+from client.results import DetectionResult, SegmentationResult
 
 
 def palette(count: int) -> np.ndarray:
@@ -28,23 +28,24 @@ def overlay_semantic(rgb: np.ndarray, result: SegmentationResult, alpha: float =
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ``mask`` with a 4-neighbour outside it."""
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
+    """Pixels of ``mask`` with a 4-neighbour outside it (outside the array counts as outside the mask)."""
+    padded = np.pad(mask, 1)
+    inner = mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return mask & ~inner
 
 
 def overlay_instances(rgb: np.ndarray, result: DetectionResult, alpha: float = 0.45) -> Image.Image:
-    """Fill each instance mask, outline it, and label its box with class and score."""
+    """Fill each instance mask, outline it, and label its box with class and score (from the compact masks:
+    each instance touches only its own box)."""
     out = rgb.astype(np.float32)
     colours = palette(len(result) + 1)[1:] if len(result) else np.zeros((0, 3), np.uint8)
-    for mask, colour in zip(result.masks, colours):
-        out[mask] = out[mask] * (1 - alpha) + colour * alpha
-    for mask, colour in zip(result.masks, colours):
-        out[_outline(mask)] = colour
+    regions = []
+    for crop, (x, y) in zip(result.mask_crops, result.mask_origins.tolist()):
+        regions.append((out[y:y + crop.shape[0], x:x + crop.shape[1]], crop))
+    for (region, crop), colour in zip(regions, colours):
+        region[crop] = region[crop] * (1 - alpha) + colour * alpha
+    for (region, crop), colour in zip(regions, colours):
+        region[_outline(crop)] = colour
     image = Image.fromarray(out.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     for box, score, name, colour in zip(result.boxes, result.scores, result.names, colours):

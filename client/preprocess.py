@@ -2,6 +2,11 @@
 
 Letterboxing keeps the aspect ratio: the image is resized to fit the model size and centred on a neutral canvas;
 ``Letterbox`` records the geometry so post-processing can undo it exactly.
+
+Speed (bench/client_bench.py): a JPEG larger than the model input is decoded at a reduced DCT scale
+(``Image.draft``: 1/2, 1/4 or 1/8, never below the size the letterbox needs), EXIF orientation is applied to that
+small image, and it is resized once. The geometry is always computed from the original (oriented) size, so the
+letterbox and its inverse are the same whichever path decoded the image.
 """
 
 from __future__ import annotations
@@ -21,6 +26,14 @@ ImageLike = Union[str, Path, bytes, np.ndarray, Image.Image]
 # ImageNet mean colour: pads normalise to ~0, the least surprising value for the network.
 PAD_COLOUR = (124, 116, 104)
 
+# Refuse to decode more pixels than this (checked from the header, before decoding). PIL's own decompression-bomb
+# threshold: a 12000x12000 PNG is 144 MP and needs GBs of memory and tens of seconds to decode.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+# EXIF orientations 5..8 swap width and height (TIFF/EXIF 2.32 tag 0x0112).
+_SWAPS_AXES = {5, 6, 7, 8}
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
+
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -35,39 +48,163 @@ class Letterbox:
     resized_width: int
 
 
-def load_image(image: ImageLike) -> np.ndarray:
-    """Decode ``image`` (path, bytes, PIL image or RGB array) to an RGB uint8 array, EXIF orientation applied."""
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ClientError(f"Bad image array {image.dtype}{list(image.shape)}: expected uint8 [H, W, 3] RGB.")
-        return image
-    if isinstance(image, Image.Image):
-        pil = image
-    else:
-        source = io.BytesIO(image) if isinstance(image, bytes) else image
-        name = "<bytes>" if isinstance(image, bytes) else str(image)
-        try:
-            pil = Image.open(source)
-            pil.load()
-        except FileNotFoundError:
-            raise ClientError(f"Cannot read image `{name}`: no such file.") from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ClientError(f"Cannot read image `{name}`: not a decodable image ({exc}).") from None
-    pil = ImageOps.exif_transpose(pil)
-    return np.asarray(pil.convert("RGB"), dtype=np.uint8)
+def fit(height: int, width: int, model_height: int, model_width: int) -> Letterbox:
+    """The letterbox geometry of an ``height`` x ``width`` image in a ``model_height`` x ``model_width`` input."""
+    if height < 1 or width < 1:
+        raise ClientError(f"Bad image size {width}x{height}: an image needs at least one pixel.")
+    scale = min(model_height / height, model_width / width)
+    nh = max(1, min(model_height, round(height * scale)))
+    nw = max(1, min(model_width, round(width * scale)))
+    return Letterbox(height, width, scale, (model_height - nh) // 2, (model_width - nw) // 2, nh, nw)
+
+
+def _canvas(resized: np.ndarray, box: Letterbox, height: int, width: int) -> np.ndarray:
+    """Place ``resized`` on a ``height`` x ``width`` canvas, filling only the padding."""
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    top, left = box.pad_top, box.pad_left
+    bottom, right = top + box.resized_height, left + box.resized_width
+    canvas[:top] = PAD_COLOUR
+    canvas[bottom:] = PAD_COLOUR
+    canvas[top:bottom, :left] = PAD_COLOUR
+    canvas[top:bottom, right:] = PAD_COLOUR
+    canvas[top:bottom, left:right] = resized
+    return canvas
 
 
 def letterbox(rgb: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Letterbox]:
     """Resize ``rgb`` to fit ``height`` x ``width`` keeping its aspect ratio, centred on a padded canvas."""
-    h, w = rgb.shape[:2]
-    scale = min(height / h, width / w)
-    nh, nw = max(1, min(height, round(h * scale))), max(1, min(width, round(w * scale)))
-    top, left = (height - nh) // 2, (width - nw) // 2
-    canvas = np.empty((height, width, 3), dtype=np.uint8)
-    canvas[:] = PAD_COLOUR
-    if (nh, nw) == (h, w):
+    rgb = check_array(rgb)
+    box = fit(rgb.shape[0], rgb.shape[1], height, width)
+    if (box.resized_height, box.resized_width) == rgb.shape[:2]:
         resized = rgb
     else:
-        resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
-    canvas[top:top + nh, left:left + nw] = resized
-    return canvas, Letterbox(h, w, scale, top, left, nh, nw)
+        resized = np.asarray(Image.fromarray(rgb).resize((box.resized_width, box.resized_height), Image.BILINEAR))
+    return _canvas(resized, box, height, width), box
+
+
+def check_array(rgb: object) -> np.ndarray:
+    """An RGB image array, or a one-line ClientError naming what it is instead."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        what = f"{rgb.dtype}{list(rgb.shape)}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise ClientError(f"Bad image array {what}: expected uint8 [H, W, 3] RGB.")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ClientError(f"Bad image array {rgb.dtype}{list(rgb.shape)}: it has no pixels.")
+    return rgb
+
+
+# -- decoding ------------------------------------------------------------------------------------------------
+def _name(image: object) -> str:
+    return "<bytes>" if isinstance(image, (bytes, bytearray, memoryview)) else str(image)
+
+
+def open_image(image: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open (header only, nothing decoded yet) and check the pixel count against ``max_pixels``."""
+    if not isinstance(image, (str, Path, bytes, bytearray, memoryview)):
+        raise ClientError(f"Bad image of type {type(image).__name__}: expected a path, bytes, a PIL image or a "
+                          "uint8 [H, W, 3] RGB array.")
+    name = _name(image)
+    source = io.BytesIO(image) if isinstance(image, (bytes, bytearray, memoryview)) else image
+    try:
+        pil = Image.open(source)
+    except FileNotFoundError:
+        raise ClientError(f"Cannot read image `{name}`: no such file.") from None
+    except IsADirectoryError:
+        raise ClientError(f"Cannot read image `{name}`: it is a folder.") from None
+    except Image.DecompressionBombError as exc:
+        raise ClientError(f"Image `{name}` is too large to decode ({exc}); the budget is {max_pixels:,} pixels."
+                          ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ClientError(f"Cannot read image `{name}`: not a decodable image ({exc}).") from None
+    width, height = pil.size
+    if width * height > max_pixels:
+        pil.close()
+        raise ClientError(f"Image `{name}` is {width}x{height} ({width * height:,} pixels), above the budget of "
+                          f"{max_pixels:,} pixels: shrink it first or raise max_pixels (--max-pixels).")
+    return pil
+
+
+def frame_count(pil: Image.Image) -> int:
+    """Frames (animated GIF/PNG/WebP) or pages (TIFF) in the file; only the first is used."""
+    return int(getattr(pil, "n_frames", 1) or 1)
+
+
+def to_rgb(pil: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB. 16-bit greys are scaled to 8 bits (PIL's convert would clip them to white)."""
+    if pil.mode == "RGB":
+        return pil
+    if pil.mode in _SIXTEEN_BIT or pil.mode == "I":
+        values = np.asarray(pil)
+        if pil.mode == "I" and values.max(initial=0) <= 255:
+            grey = values.clip(0, 255).astype(np.uint8)
+        else:
+            grey = (values.astype(np.uint32).clip(0, 65535) >> 8).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if pil.mode == "F":
+        values = np.asarray(pil)
+        top = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
+        return Image.fromarray((values.clip(0, top) * (255.0 / top)).round().astype(np.uint8), "L").convert("RGB")
+    return pil.convert("RGB")
+
+
+def _decode(pil: Image.Image, name: str, draft_to: tuple[int, int] | None = None) -> tuple[Image.Image, int]:
+    """Decode the first frame (optionally at a reduced JPEG scale) with EXIF orientation applied, in RGB."""
+    try:
+        if draft_to is not None and pil.format == "JPEG":
+            orientation = pil.getexif().get(0x0112, 1)
+            w, h = draft_to
+            pil.draft("RGB" if pil.mode in ("RGB", "YCbCr") else None, (h, w) if orientation in _SWAPS_AXES else (w, h))
+        pil.load()
+        oriented = ImageOps.exif_transpose(pil)
+        return to_rgb(oriented), frame_count(pil)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ClientError(f"Cannot read image `{name}`: not a decodable image ({exc}).") from None
+
+
+def oriented_size(pil: Image.Image) -> tuple[int, int]:
+    """(height, width) after EXIF orientation, from the header."""
+    width, height = pil.size
+    try:
+        orientation = pil.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: PIL's exif_transpose ignores it too
+        orientation = 1
+    return (width, height) if orientation in _SWAPS_AXES else (height, width)
+
+
+def load_image(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``image`` (path, bytes, PIL image or RGB array) to an RGB uint8 array, EXIF orientation applied."""
+    return load_image_frames(image, max_pixels)[0]
+
+
+def load_image_frames(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """``load_image`` plus the number of frames in the source (animated GIF, multi-page TIFF: the first is used)."""
+    if isinstance(image, np.ndarray):
+        return check_array(image), 1
+    if isinstance(image, Image.Image):
+        rgb, frames = _decode(image, "<PIL image>")
+        return np.asarray(rgb, dtype=np.uint8), frames
+    pil = open_image(image, max_pixels)
+    with pil:
+        rgb, frames = _decode(pil, _name(image))
+        return np.asarray(rgb, dtype=np.uint8), frames
+
+
+def prepare(image: ImageLike, height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS
+            ) -> tuple[np.ndarray, Letterbox, int]:
+    """Image -> (model canvas, letterbox geometry, frame count), decoding a large JPEG at a reduced scale."""
+    if isinstance(image, np.ndarray):
+        canvas, box = letterbox(image, height, width)
+        return canvas, box, 1
+    if isinstance(image, Image.Image):
+        pil, name, owned = image, "<PIL image>", False
+    else:
+        pil, name, owned = open_image(image, max_pixels), _name(image), True
+    try:
+        oh, ow = oriented_size(pil)
+        box = fit(oh, ow, height, width)
+        rgb, frames = _decode(pil, name, draft_to=(box.resized_width, box.resized_height) if owned else None)
+        if rgb.size != (box.resized_width, box.resized_height):
+            rgb = rgb.resize((box.resized_width, box.resized_height), Image.BILINEAR)
+        return _canvas(np.asarray(rgb, dtype=np.uint8), box, height, width), box, frames
+    finally:
+        if owned:
+            pil.close()

@@ -1,0 +1,267 @@
+"""The wire: one Triton connection (gRPC or HTTP) where every call has a deadline, carries the caller's headers and
+is retried with exponential backoff and jitter when the server is unavailable (refused, reset, restarting).
+
+tritonclient is imported lazily so ``import client`` stays cheap. Deadlines: gRPC calls take ``client_timeout``
+(tritonclient/grpc/_client.py); the HTTP client's ``connection_timeout``/``network_timeout`` bound every socket
+operation (tritonclient/http/_client.py, geventhttpclient). Only failures that mean "nothing was processed" are
+retried (gRPC UNAVAILABLE, a refused/reset/closed connection); a deadline is never retried, so a timeout holds.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from client.errors import ClientError
+
+PROTOCOLS = ("grpc", "http")
+DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
+MAX_MESSAGE_BYTES = 2**31 - 1  # the gRPC default (4 MB) is far below a batch of masks or PROBS
+# gRPC reconnects a broken channel with exponential backoff up to 120 s by default; a server that restarts would
+# then be refused for minutes. Cap it so retries see the server as soon as it is back (grpc core channel args,
+# grpc/include/grpc/impl/channel_arg_names.h).
+RECONNECT_BACKOFF_MS = 1000
+
+
+@dataclass(frozen=True)
+class TLS:
+    """Transport security. gRPC: root certificates, client certificate and key (mutual TLS), and the name the
+    server's certificate is checked against when it differs from the URL's host. HTTPS: the same files; the
+    name override is sent as SNI and checked the same way."""
+
+    root_certificates: str | Path | None = None  # PEM CA bundle; None: the system's roots
+    certificate_chain: str | Path | None = None  # PEM client certificate (mutual TLS)
+    private_key: str | Path | None = None  # PEM client key (mutual TLS)
+    target_name: str | None = None  # expected server name, e.g. when connecting by IP
+
+    def read(self, what: str) -> bytes | None:
+        path = getattr(self, what)
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ClientError(f"Cannot read the TLS {what.replace('_', ' ')} `{path}`: {exc.strerror}.") from None
+
+    def check(self) -> None:
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise ClientError("Mutual TLS needs both a client certificate and its private key (--client-cert and "
+                              "--client-key).")
+        for what in ("root_certificates", "certificate_chain", "private_key"):
+            self.read(what)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Bounded retries of idempotent calls: ``attempts`` in all, sleeping ``backoff_s * 2**k`` (capped at
+    ``max_backoff_s``) with equal jitter between them."""
+
+    attempts: int = 5
+    backoff_s: float = 0.25
+    max_backoff_s: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        step = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+        return step / 2 + random.uniform(0, step / 2)
+
+
+def module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as tc
+    else:
+        import tritonclient.http as tc
+    return tc
+
+
+def message(exc: BaseException) -> str:
+    text = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
+    return (text or type(exc).__name__).strip().splitlines()[0]
+
+
+def _status(exc: BaseException) -> str:
+    status = exc.status() if hasattr(exc, "status") and callable(exc.status) else None
+    return str(status or "")
+
+
+def is_deadline(exc: BaseException) -> bool:
+    return "DEADLINE_EXCEEDED" in _status(exc) or isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Nothing reached the model: the server is down, restarting, or dropped the connection."""
+    if "UNAVAILABLE" in _status(exc):
+        return True
+    if isinstance(exc, (ConnectionError, BrokenPipeError)):  # refused, reset, aborted (HTTP)
+        return True
+    return type(exc).__name__ in ("HTTPConnectionClosed", "ConnectionRefusedError")
+
+
+def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (headers or {}).items():
+        if not isinstance(key, str) or not key.strip() or not isinstance(value, str) or any(
+                c in key for c in " :\r\n") or any(c in value for c in "\r\n"):
+            raise ClientError(f"Bad header {key!r}: {value!r}: expected a name without spaces or colons and a "
+                              "one-line text value, e.g. {'Authorization': 'Bearer TOKEN'}.")
+        out[key] = value
+    return out
+
+
+@dataclass
+class Connection:
+    """A Triton client with deadlines, headers and retries on every call."""
+
+    url: str
+    protocol: str = "grpc"
+    timeout_s: float = 30.0
+    tls: TLS | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    retry: Retry = field(default_factory=Retry)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ClientError(f"Unknown protocol `{self.protocol}`. Available: {', '.join(PROTOCOLS)}.")
+        if not self.timeout_s > 0:
+            raise ClientError(f"Bad timeout {self.timeout_s!r}: expected a number of seconds > 0.")
+        if self.retry.attempts < 1:
+            raise ClientError(f"Bad retry attempts {self.retry.attempts}: expected at least 1.")
+        self.headers = check_headers(self.headers)
+        if self.protocol == "grpc":  # gRPC metadata keys are lower-case (HTTP/2)
+            self.headers = {k.lower(): v for k, v in self.headers.items()}
+        if self.tls is not None:
+            self.tls.check()
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        self.client  # noqa: B018 - fails early on a malformed URL
+
+    @property
+    def display(self) -> str:
+        scheme = {"grpc": "grpcs" if self.tls else "grpc", "http": "https" if self.tls else "http"}[self.protocol]
+        return f"{scheme}://{self.url}"
+
+    # -- tritonclient objects ----------------------------------------------------------------------------------
+    def _make(self, timeout_s: float):
+        tc = module(self.protocol)
+        try:
+            if self.protocol == "grpc":
+                args = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                        ("grpc.initial_reconnect_backoff_ms", 100),
+                        ("grpc.min_reconnect_backoff_ms", 100),
+                        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS)]
+                if self.tls is None:
+                    return tc.InferenceServerClient(self.url, channel_args=args)
+                import grpc
+
+                creds = grpc.ssl_channel_credentials(root_certificates=self.tls.read("root_certificates"),
+                                                     private_key=self.tls.read("private_key"),
+                                                     certificate_chain=self.tls.read("certificate_chain"))
+                if self.tls.target_name:
+                    args.append(("grpc.ssl_target_name_override", self.tls.target_name))
+                return tc.InferenceServerClient(self.url, creds=creds, channel_args=args)
+            kwargs: dict[str, Any] = {"connection_timeout": timeout_s, "network_timeout": timeout_s}
+            if self.tls is not None:
+                options = {k: str(v) for k, v in (("ca_certs", self.tls.root_certificates),
+                                                  ("certfile", self.tls.certificate_chain),
+                                                  ("keyfile", self.tls.private_key),
+                                                  ("server_hostname", self.tls.target_name)) if v}
+                kwargs.update(ssl=True, ssl_options=options)
+            return tc.InferenceServerClient(self.url, **kwargs)
+        except ClientError:
+            raise
+        except Exception as exc:
+            raise ClientError(f"Bad server URL `{self.url}`: {message(exc)}") from None
+
+    @property
+    def client(self):
+        """gRPC: one thread-safe channel. HTTP: one client per thread (the gevent-based client is not
+        thread-safe)."""
+        if self.protocol == "grpc" and self._clients:
+            return self._clients[0]
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._make(self.timeout_s)
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # closing an HTTP client made by another thread may complain; nothing to lose
+                pass
+        self._local = threading.local()
+
+    # -- calls ---------------------------------------------------------------------------------------------
+    def _kwargs(self, timeout_s: float | None = None, as_json: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"headers": self.headers or None}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = timeout_s or self.timeout_s
+            if as_json:
+                kwargs["as_json"] = True
+        return kwargs
+
+    def call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(client)`` with retries; ``what`` names the call in the final error."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn(self.client)
+            except Exception as exc:
+                if is_deadline(exc):
+                    raise ClientError(f"{what} at {self.display} timed out after {self.timeout_s:g} s "
+                                      f"(deadline; raise it with timeout_s / --timeout).") from None
+                if not is_retryable(exc) or attempt >= self.retry.attempts:
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise ClientError(f"{what} at {self.display} failed{tries}: {message(exc)}") from None
+            time.sleep(self.retry.delay(attempt - 1))
+
+    def wait_ready(self, ready_timeout_s: float) -> None:
+        """Poll server readiness until ``ready_timeout_s`` has passed; no probe outlives that budget."""
+        deadline = time.monotonic() + ready_timeout_s
+        last = "no answer"
+        while True:
+            remaining = deadline - time.monotonic()
+            probe_timeout = max(0.05, min(self.timeout_s, remaining))
+            try:
+                if self.protocol == "grpc":
+                    ready = self.client.is_server_ready(**self._kwargs(probe_timeout))
+                else:  # a fresh client whose socket timeouts fit the remaining budget
+                    probe = self._make(probe_timeout)
+                    try:
+                        ready = probe.is_server_ready(headers=self.headers or None)
+                    finally:
+                        probe.close()
+                if ready:
+                    return
+                last = "server not ready"
+            except Exception as exc:
+                last = "no answer within the deadline" if is_deadline(exc) else message(exc)
+            if time.monotonic() + 0.2 >= deadline:
+                raise ClientError(f"Cannot reach Triton at {self.display} within {ready_timeout_s:g} s ({last}).")
+            time.sleep(0.2)
+
+    def served_models(self) -> list[str]:
+        """Names of the models the server reports READY."""
+        index = self.call("Listing models", lambda c: c.get_model_repository_index(**self._kwargs(as_json=True)))
+        entries = index.get("models", []) if self.protocol == "grpc" else index
+        return [m["name"] for m in entries if m.get("state") == "READY"]
+
+    def model_config(self, name: str) -> dict[str, Any]:
+        config = self.call(f"Reading the config of `{name}`",
+                           lambda c: c.get_model_config(name, **self._kwargs(as_json=True)))
+        return config["config"] if self.protocol == "grpc" else config
+
+    def infer(self, model: str, inputs: list, outputs: list):
+        return self.call(f"Inference on `{model}`", lambda c: c.infer(model, inputs, outputs=outputs,
+                                                                      **self._kwargs()))
