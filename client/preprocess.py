@@ -111,8 +111,8 @@ def open_image(image: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) 
     except IsADirectoryError:
         raise ClientError(f"Cannot read image `{name}`: it is a folder.") from None
     except Image.DecompressionBombError as exc:
-        raise ClientError(f"Image `{name}` is too large to decode ({exc}); the budget is {max_pixels:,} pixels."
-                          ) from None
+        raise ClientError(f"Image `{name}` is above the budget of {max_pixels:,} pixels (PIL: "
+                          f"{str(exc).rstrip('.')}).") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ClientError(f"Cannot read image `{name}`: not a decodable image ({exc}).") from None
     width, height = pil.size

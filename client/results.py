@@ -70,7 +70,7 @@ class DetectionResult:
         """Instance ``index``'s mask as an [H, W] bool frame."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"instance {index} out of range: this result has {len(self)}")
-        return paste_full([self.mask_crops[index]], self.mask_origins[index:index + 1], *self.image_size)[0]
+        return paste_full([self.mask_crops[index]], self.mask_origins[[index]], *self.image_size)[0]
 
     def full_masks(self) -> np.ndarray:
         """Every mask as [N, H, W] bool frames (allocates N x H x W bytes)."""

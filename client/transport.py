@@ -22,8 +22,9 @@ PROTOCOLS = ("grpc", "http")
 DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
 MAX_MESSAGE_BYTES = 2**31 - 1  # the gRPC default (4 MB) is far below a batch of masks or PROBS
 # gRPC reconnects a broken channel with exponential backoff up to 120 s by default; a server that restarts would
-# then be refused for minutes. Cap it so retries see the server as soon as it is back (grpc core channel args,
-# grpc/include/grpc/impl/channel_arg_names.h).
+# then be refused for minutes. Cap it so retries see the server as soon as it is back (grpc core channel args
+# grpc.initial_reconnect_backoff_ms / grpc.max_reconnect_backoff_ms, grpc/include/grpc/impl/channel_arg_names.h).
+# grpc.min_reconnect_backoff_ms is left alone: it is also the connect timeout (20 s).
 RECONNECT_BACKOFF_MS = 1000
 
 
@@ -152,7 +153,6 @@ class Connection:
                 args = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                         ("grpc.initial_reconnect_backoff_ms", 100),
-                        ("grpc.min_reconnect_backoff_ms", 100),
                         ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS)]
                 if self.tls is None:
                     return tc.InferenceServerClient(self.url, channel_args=args)
@@ -210,21 +210,27 @@ class Connection:
                 kwargs["as_json"] = True
         return kwargs
 
-    def call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(client)`` with retries; ``what`` names the call in the final error."""
+    def call(self, what: str, fn: Callable[[Any, float], Any]) -> Any:
+        """Run ``fn(client, seconds_left)`` with retries while the server is unavailable. The whole call, retries
+        included, ends within ``timeout_s`` (HTTP: each attempt's socket timeouts are ``timeout_s``); ``what``
+        names the call in the final error, with the number of attempts."""
+        started = time.monotonic()
+        deadline = started + self.timeout_s
         attempt = 0
         while True:
             attempt += 1
             try:
-                return fn(self.client)
+                return fn(self.client, max(0.001, deadline - time.monotonic()))
             except Exception as exc:
                 if is_deadline(exc):
                     raise ClientError(f"{what} at {self.display} timed out after {self.timeout_s:g} s "
                                       f"(deadline; raise it with timeout_s / --timeout).") from None
-                if not is_retryable(exc) or attempt >= self.retry.attempts:
-                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                pause = self.retry.delay(attempt - 1)
+                if not is_retryable(exc) or attempt >= self.retry.attempts or \
+                        time.monotonic() + pause >= deadline:
+                    tries = f" after {attempt} attempts in {time.monotonic() - started:.1f} s" if attempt > 1 else ""
                     raise ClientError(f"{what} at {self.display} failed{tries}: {message(exc)}") from None
-            time.sleep(self.retry.delay(attempt - 1))
+            time.sleep(pause)
 
     def wait_ready(self, ready_timeout_s: float) -> None:
         """Poll server readiness until ``ready_timeout_s`` has passed; no probe outlives that budget."""
@@ -253,15 +259,16 @@ class Connection:
 
     def served_models(self) -> list[str]:
         """Names of the models the server reports READY."""
-        index = self.call("Listing models", lambda c: c.get_model_repository_index(**self._kwargs(as_json=True)))
+        index = self.call("Listing models",
+                          lambda c, left: c.get_model_repository_index(**self._kwargs(left, as_json=True)))
         entries = index.get("models", []) if self.protocol == "grpc" else index
         return [m["name"] for m in entries if m.get("state") == "READY"]
 
     def model_config(self, name: str) -> dict[str, Any]:
         config = self.call(f"Reading the config of `{name}`",
-                           lambda c: c.get_model_config(name, **self._kwargs(as_json=True)))
+                           lambda c, left: c.get_model_config(name, **self._kwargs(left, as_json=True)))
         return config["config"] if self.protocol == "grpc" else config
 
     def infer(self, model: str, inputs: list, outputs: list):
-        return self.call(f"Inference on `{model}`", lambda c: c.infer(model, inputs, outputs=outputs,
-                                                                      **self._kwargs()))
+        return self.call(f"Inference on `{model}`",
+                         lambda c, left: c.infer(model, inputs, outputs=outputs, **self._kwargs(left)))
