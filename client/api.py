@@ -133,11 +133,26 @@ class Segmenter:
 
     # -- server ---------------------------------------------------------------------------------------------
     def _model_info(self, model: str) -> ModelInfo:
-        served = self.connection.served_models()
-        if model not in served:
+        """The model's config, read with the health and model-config APIs only: the repository index is often
+        restricted (serve and the chart keep it behind an admin key) and is read only to name the served models
+        when ``model`` is not ready."""
+        connection = self.connection
+        try:
+            ready = connection.call(f"Checking `{model}`", lambda c, left: c.is_model_ready(
+                model, **connection._kwargs(left)))
+        except ClientError as exc:
+            if "failed after" in str(exc) or "timed out" in str(exc):
+                raise
+            ready = False  # Triton answers an unknown model with an error on some protocols
+        if not ready:
+            try:
+                served = connection.served_models()
+            except ClientError as exc:
+                raise ClientError(f"Model `{model}` is not ready at {self.protocol}://{self.url}, and the list of "
+                                  f"served models is not readable ({exc}).") from None
             listing = ", ".join(sorted(served)) or "none"
             raise ClientError(f"Unknown model `{model}` at {self.protocol}://{self.url}. Served: {listing}.")
-        return ModelInfo.from_config(self.connection.model_config(model))
+        return ModelInfo.from_config(connection.model_config(model))
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Send a uint8 [B, H, W, 3] batch as-is and return every output by name."""
