@@ -39,9 +39,8 @@ from PIL import Image, ImageOps  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from client.postprocess import unletterbox_mask  # noqa: E402
 from client.preprocess import _canvas, _decode, fit, open_image, oriented_size  # noqa: E402
-from client.results import SegmentationResult, detections_to_original  # noqa: E402
+from client.results import detections_to_original, segmentation_from_outputs  # noqa: E402
 
 
 # -- before: the client's functions at commit 221311b, verbatim ------------------------------------------------
@@ -168,6 +167,7 @@ def stage_costs(data: bytes, label: str, height: int, width: int, repeats: int) 
     rng = np.random.default_rng(1)
     model_mask = rng.integers(0, 21, (height, width)).astype(np.uint8)
     model_mask[:, : width // 3] = 0  # large uniform regions, as real masks have
+    outputs = {"MASK": model_mask[None]}
 
     def new_decode():
         pil = open_image(data)
@@ -186,7 +186,7 @@ def stage_costs(data: bytes, label: str, height: int, width: int, repeats: int) 
     _, old_box = old_letterbox(full, height, width)
 
     def new_post():
-        return SegmentationResult(unletterbox_mask(model_mask, new_box), (), 0.0).classes
+        return segmentation_from_outputs(outputs, new_box, ()).classes
 
     def old_post():
         return old_classes(old_unletterbox_mask(model_mask, old_box))

@@ -185,24 +185,28 @@ class Segmenter:
         if self.info.task != task:
             raise ClientError(f"`{self.info.name}` does {self.info.task} segmentation: use {other}.")
 
+    def _prepare(self, image: ImageLike) -> tuple[np.ndarray, Letterbox, int]:
+        return prepare(image, self.info.height, self.info.width, self.max_pixels)
+
+    def _post(self, outputs: dict[str, np.ndarray], box: Letterbox, frames: int, latency: float,
+              index: int) -> Result:
+        if self.info.task == "semantic":
+            return segmentation_from_outputs(outputs, box, self.info.class_names, latency, frames, index)
+        return detections_to_original(outputs, box, self.info.class_names, latency, self.mask_threshold, frames,
+                                      index)
+
+    def _finish(self, prepared: list[tuple[np.ndarray, Letterbox, int]]) -> list[Result]:
+        """Infer prepared images (at most the model's max batch) in one request and post-process each."""
+        begun = time.perf_counter()
+        outputs = self.infer(np.stack([canvas for canvas, _, _ in prepared]))
+        latency = (time.perf_counter() - begun) * 1e3
+        return [self._post(outputs, box, frames, latency, i) for i, (_, box, frames) in enumerate(prepared)]
+
     def _results(self, images: Sequence[ImageLike]) -> list[Result]:
         """Letterbox, infer in batches of at most the model's max batch, and post-process each image."""
-        prepared = [prepare(image, self.info.height, self.info.width, self.max_pixels) for image in images]
-        results: list[Result] = []
+        prepared = [self._prepare(image) for image in images]
         step = self.info.batch_limit
-        for start in range(0, len(prepared), step):
-            chunk = prepared[start:start + step]
-            begun = time.perf_counter()
-            outputs = self.infer(np.stack([canvas for canvas, _, _ in chunk]))
-            latency = (time.perf_counter() - begun) * 1e3
-            for index, (_, box, frames) in enumerate(chunk):
-                if self.info.task == "semantic":
-                    results.append(segmentation_from_outputs(outputs, box, self.info.class_names, latency, frames,
-                                                             index))
-                else:
-                    results.append(detections_to_original(outputs, box, self.info.class_names, latency,
-                                                          self.mask_threshold, frames, index))
-        return results
+        return [r for start in range(0, len(prepared), step) for r in self._finish(prepared[start:start + step])]
 
     def segment(self, image: ImageLike | list[ImageLike] | tuple[ImageLike, ...]
                 ) -> SegmentationResult | list[SegmentationResult]:
@@ -227,10 +231,21 @@ class Segmenter:
 
     def map(self, images: Iterable[ImageLike], concurrency: int = 4, *,
             return_exceptions: bool = False) -> Iterator[Result | ClientError]:
-        """Segment many images with ``concurrency`` requests in flight (decoding and post-processing in the same
-        worker threads, so they overlap with the server's work), yielding results in input order. With
-        ``return_exceptions`` a bad image yields its ClientError and the rest go on."""
-        return ordered_map(self, images, concurrency, return_exceptions=return_exceptions)
+        """Segment many images with ``concurrency`` requests in flight, yielding results in input order.
+
+        Two thread pools form a pipeline: ``concurrency`` threads decode and letterbox the next images while
+        ``concurrency`` others each keep one request in flight and post-process its answer, so the server (and
+        its dynamic batcher) always has ``concurrency`` requests. At most 2 x concurrency images are read ahead.
+        With ``return_exceptions`` a bad image yields its ClientError and the rest go on."""
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ClientError(f"Bad concurrency {concurrency!r}: expected an integer >= 1.")
+        decoders = ThreadPoolExecutor(concurrency, thread_name_prefix="segserve-decode")
+        try:
+            prepared = (decoders.submit(self._prepare, image) for image in images)
+            yield from ordered_map(lambda future: self._finish([future.result()])[0], prepared, concurrency,
+                                   return_exceptions=return_exceptions)
+        finally:
+            decoders.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self.connection.close()

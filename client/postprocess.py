@@ -28,6 +28,17 @@ def unletterbox_mask(mask: np.ndarray, box: Letterbox) -> np.ndarray:
     return crop.take(cols, axis=1).take(rows, axis=0)
 
 
+def unletterbox_counts(mask: np.ndarray, box: Letterbox) -> np.ndarray:
+    """Pixels of each class id in ``unletterbox_mask(mask, box)``, counted on the model-frame crop: each crop
+    pixel stands for (rows that sample it) x (columns that sample it) original pixels. Exact, and ~10x cheaper
+    than counting the full-resolution mask. ``mask`` must hold non-negative integers."""
+    crop = mask[box.pad_top:box.pad_top + box.resized_height, box.pad_left:box.pad_left + box.resized_width]
+    rows = np.bincount(_nearest_index(box.original_height, box.resized_height), minlength=box.resized_height)
+    cols = np.bincount(_nearest_index(box.original_width, box.resized_width), minlength=box.resized_width)
+    weights = (rows[:, None] * cols[None, :]).ravel().astype(np.float64)
+    return np.rint(np.bincount(crop.ravel(), weights=weights)).astype(np.int64)
+
+
 def unletterbox_boxes(boxes: np.ndarray, box: Letterbox) -> np.ndarray:
     """[N, 4] (x1, y1, x2, y2) in model-input pixels -> original-image pixels, clipped to the image."""
     shift = np.array([box.pad_left, box.pad_top, box.pad_left, box.pad_top], dtype=np.float32)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from client.errors import ClientError
-from client.postprocess import paste_full, paste_masks_compact, unletterbox_boxes, unletterbox_mask
+from client.postprocess import (paste_full, paste_masks_compact, unletterbox_boxes, unletterbox_counts,
+                                unletterbox_mask)
 from client.preprocess import Letterbox
 
 
@@ -23,11 +24,15 @@ class SegmentationResult:
     class_names: tuple[str, ...]
     latency_ms: float
     frames: int = 1  # frames/pages in the source file; only the first was segmented
+    pixel_counts: np.ndarray | None = None  # [classes] pixels of each class in ``mask``, when known
 
     @property
     def classes(self) -> list[tuple[int, str, float]]:
         """(class id, name, fraction of pixels) for each class present, largest first."""
-        if self.mask.dtype == np.uint8:
+        if self.pixel_counts is not None:
+            ids = np.flatnonzero(self.pixel_counts)
+            counts = self.pixel_counts[ids]
+        elif self.mask.dtype == np.uint8:
             counts = np.bincount(self.mask.ravel(), minlength=256)
             ids = np.flatnonzero(counts)
             counts = counts[ids]
@@ -91,7 +96,9 @@ class DetectionResult:
 def segmentation_from_outputs(outputs: dict[str, np.ndarray], box: Letterbox, class_names: tuple[str, ...],
                               latency_ms: float = 0.0, frames: int = 1, index: int = 0) -> SegmentationResult:
     """Batch item ``index`` of semantic outputs -> a SegmentationResult at the original resolution."""
-    return SegmentationResult(unletterbox_mask(outputs["MASK"][index], box), class_names, latency_ms, frames)
+    mask = outputs["MASK"][index]
+    return SegmentationResult(unletterbox_mask(mask, box), class_names, latency_ms, frames,
+                              unletterbox_counts(mask, box) if mask.dtype == np.uint8 else None)
 
 
 def detections_to_original(outputs: dict[str, np.ndarray], box: Letterbox, class_names: tuple[str, ...],

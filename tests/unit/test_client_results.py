@@ -154,3 +154,15 @@ def test_bad_cli_options_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(["segment", "a.jpg", *argv])
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(1080, 1920), (7, 1000), (333, 97), (2, 3)])
+def test_class_counts_from_the_crop_equal_counting_the_full_mask(shape):
+    from client.postprocess import unletterbox_counts, unletterbox_mask
+
+    box = fit(*shape, 130, 130)
+    model = np.random.default_rng(3).integers(0, 21, (130, 130)).astype(np.uint8)
+    full = unletterbox_mask(model, box)
+    np.testing.assert_array_equal(unletterbox_counts(model, box), np.bincount(full.ravel()))
+    result = SegmentationResult(full, tuple("abcdefghijklmnopqrstu"), 0.0, 1, unletterbox_counts(model, box))
+    assert result.classes == SegmentationResult(full, result.class_names, 0.0).classes
