@@ -266,15 +266,23 @@ def run_perf_analyzer(url: str, model: str, concurrency: int, seconds: float) ->
 
 
 def run_map(url: str, model: str, concurrency: int, jpegs: list[bytes], seconds: float) -> float:
+    """Steady state, like perf_analyzer's window: one long map over a cycle of the JPEGs, counted for
+    ``seconds`` after a warm-up of 2 x concurrency images."""
+    import itertools
+
     from client import Segmenter
 
     with Segmenter(url, model, timeout_s=120) as seg:
-        list(seg.map(jpegs[: 2 * concurrency], concurrency=concurrency))  # warm-up
+        results = seg.map(itertools.cycle(jpegs), concurrency=concurrency)
+        for _ in range(2 * concurrency):
+            next(results)
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
-            for _ in seg.map(jpegs, concurrency=concurrency):
-                done += 1
-        return done / (time.perf_counter() - started)
+            next(results)
+            done += 1
+        elapsed = time.perf_counter() - started
+        results.close()
+        return done / elapsed
 
 
 def concurrency_ratio(url: str, model: str, concurrency: int, jpeg: bytes, seconds: float, rounds: int) -> dict:
