@@ -38,10 +38,18 @@ def sample(height=300, width=420, seed=11):
 
 @pytest.fixture(scope="module")
 def repository(exported, tmp_path_factory) -> Path:
-    """The semantic and the instance model only: each server here starts in seconds."""
+    """The semantic and the instance model only."""
     repo = tmp_path_factory.mktemp("client-repo")
     for name in (SEMANTIC, "maskrcnn"):
         shutil.copytree(exported["_repository"] / name, repo / name)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def semantic_repository(exported, tmp_path_factory) -> Path:
+    """The semantic model only: the servers that restart or speak TLS start in seconds."""
+    repo = tmp_path_factory.mktemp("client-repo-semantic")
+    shutil.copytree(exported["_repository"] / SEMANTIC, repo / SEMANTIC)
     return repo
 
 
@@ -97,11 +105,11 @@ def test_detect_of_several_images_gives_each_its_own_result(server):
     """Issue #8 item 5: one result per image, each cut at its own NUM_DETECTIONS, the same as alone."""
     from client import DetectionResult, Segmenter
 
-    images = [sample(seed=1), sample(240, 320, seed=2), sample(seed=3)]
+    images = [sample(seed=1), sample(240, 320, seed=2)]
     with Segmenter(server.grpc_url, "maskrcnn") as seg:
         alone = [seg.detect(image) for image in images]
         together = seg.detect(images)
-    assert isinstance(together, list) and len(together) == 3
+    assert isinstance(together, list) and len(together) == 2
     for a, b, image in zip(alone, together, images):
         assert isinstance(b, DetectionResult) and len(a) == len(b) > 0
         assert b.image_size == image.shape[:2]
@@ -160,14 +168,14 @@ def test_cli_goes_on_after_a_bad_image_and_keeps_every_overlay(server, tmp_path,
 
 
 # -- restart ------------------------------------------------------------------------------------------------
-def test_a_client_survives_a_server_restart(repository, tmp_path):
+def test_a_client_survives_a_server_restart(semantic_repository, tmp_path):
     """The same Segmenter objects answer before and after the real server restarts on the same ports; while it
     is down, calls are retried a bounded number of times and the error says how often."""
     from client import ClientError, Retry, Segmenter
 
     ports = (free_port(), free_port(), free_port())
     image = sample(seed=5)
-    triton = start(repository, tmp_path / "first.log", ports)
+    triton = start(semantic_repository, tmp_path / "first.log", ports)
     try:
         retry = Retry(attempts=3, backoff_s=0.2)
         grpc_seg = Segmenter(triton.grpc_url, SEMANTIC, retry=retry, timeout_s=10)
@@ -181,7 +189,7 @@ def test_a_client_survives_a_server_restart(repository, tmp_path):
         with pytest.raises(ClientError, match=r"Inference on `deeplabv3_mobilenet` at .* failed after 3 attempts"):
             seg.segment(image)
         assert time.monotonic() - started < 5
-    triton = start(repository, tmp_path / "second.log", ports)
+    triton = start(semantic_repository, tmp_path / "second.log", ports)
     try:
         np.testing.assert_array_equal(grpc_seg.segment(image).mask, before)
         np.testing.assert_array_equal(http_seg.segment(image).mask, before)
@@ -227,6 +235,7 @@ class TLSProxy:
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
         self.stop = threading.Event()
+        self.sockets: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -246,6 +255,7 @@ class TLSProxy:
         except OSError:
             conn.close()
             return
+        self.sockets += [tls, upstream]
 
         def pump(src, dst):
             try:
@@ -267,13 +277,18 @@ class TLSProxy:
         self.stop.set()
         self.thread.join(5)
         self.listener.close()
+        for s in self.sockets:
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="module")
-def secure_server(repository, certs, tmp_path_factory):
+def secure_server(semantic_repository, certs, tmp_path_factory):
     """gRPC with mutual TLS; inference, model config and the repository API behind a key on both protocols."""
     restricted = f"inference,model-config,model-repository:{HTTP_KEY_HEADER}={KEY}"
-    triton = start(repository, tmp_path_factory.mktemp("triton") / "tls.log", extra=(
+    triton = start(semantic_repository, tmp_path_factory.mktemp("triton") / "tls.log", extra=(
         "--grpc-use-ssl-mutual=true", f"--grpc-server-cert={certs / 'server.pem'}",
         f"--grpc-server-key={certs / 'server.key'}", f"--grpc-root-cert={certs / 'ca.pem'}",
         f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"))
@@ -357,4 +372,4 @@ def test_cli_speaks_tls_with_headers(secure_server, certs, tmp_path, capsys):
                  "--header", f"{GRPC_KEY_HEADER}: {KEY}", "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / f"street.{SEMANTIC}.png").is_file()
     assert main(["models", "--url", triton.grpc_url, *tls, "--header", f"{GRPC_KEY_HEADER}: {KEY}"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-2:] == [SEMANTIC, "maskrcnn"]
+    assert capsys.readouterr().out.strip().splitlines()[-1] == SEMANTIC
