@@ -24,7 +24,9 @@ MAX_MESSAGE_BYTES = 2**31 - 1  # the gRPC default (4 MB) is far below a batch of
 # gRPC reconnects a broken channel with exponential backoff up to 120 s by default; a server that restarts would
 # then be refused for minutes. Cap it so retries see the server as soon as it is back (grpc core channel args
 # grpc.initial_reconnect_backoff_ms / grpc.max_reconnect_backoff_ms, grpc/include/grpc/impl/channel_arg_names.h).
-# grpc.min_reconnect_backoff_ms is left alone: it is also the connect timeout (20 s).
+# grpc.min_reconnect_backoff_ms is left alone: it is also the connect timeout (20 s). While the channel waits to
+# reconnect, calls fail at once with UNAVAILABLE, so retries must span more than this cap: the default Retry
+# sleeps 1.9-3.75 s in all.
 RECONNECT_BACKOFF_MS = 1000
 
 

@@ -177,7 +177,8 @@ def test_a_client_survives_a_server_restart(semantic_repository, tmp_path):
     image = sample(seed=5)
     triton = start(semantic_repository, tmp_path / "first.log", ports)
     try:
-        retry = Retry(attempts=3, backoff_s=0.2)
+        # Spans about 2-3 s: more than gRPC's reconnect backoff (capped at 1 s by the client), as the default does.
+        retry = Retry(attempts=6, backoff_s=0.2, max_backoff_s=1.0)
         grpc_seg = Segmenter(triton.grpc_url, SEMANTIC, retry=retry, timeout_s=10)
         http_seg = Segmenter(triton.http_url, SEMANTIC, protocol="http", retry=retry, timeout_s=10)
         before = grpc_seg.segment(image).mask
@@ -186,7 +187,7 @@ def test_a_client_survives_a_server_restart(semantic_repository, tmp_path):
         triton.stop()
     for seg in (grpc_seg, http_seg):
         started = time.monotonic()
-        with pytest.raises(ClientError, match=r"Inference on `deeplabv3_mobilenet` at .* failed after 3 attempts"):
+        with pytest.raises(ClientError, match=r"Inference on `deeplabv3_mobilenet` at .* failed after 6 attempts"):
             seg.segment(image)
         assert time.monotonic() - started < 5
     triton = start(semantic_repository, tmp_path / "second.log", ports)
@@ -277,11 +278,12 @@ class TLSProxy:
         self.stop.set()
         self.thread.join(5)
         self.listener.close()
-        for s in self.sockets:
+        for s in self.sockets:  # shutdown wakes the relay threads' blocking recv; close alone would not
             try:
-                s.close()
+                s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()
 
 
 @pytest.fixture(scope="module")
