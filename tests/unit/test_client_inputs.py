@@ -49,7 +49,8 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 def test_a_huge_declared_image_is_refused_before_decoding(size, named):
     data = png_header(*size)
     started = time.perf_counter()
-    with pytest.raises(ClientError, match=rf"{named}.*budget of 89,478,485 pixels|budget of 89,478,485 pixels.*{named}"):
+    budget = "budget of 89,478,485 pixels"
+    with pytest.raises(ClientError, match=rf"{named}.*{budget}|{budget}.*{named}"):
         load_image(data)
     with pytest.raises(ClientError, match=r"budget"):
         prepare(data, 64, 64)
