@@ -57,8 +57,10 @@ def start(repository: Path, log: Path, ports=None, extra=()):
     from serve.server import ServerConfig, TritonServer
 
     http, grpc, metrics = ports or (free_port(), free_port(), free_port())
+    # A short exit timeout: Triton 2.51 keeps a model "live" while an HTTP connection that carried an inference
+    # stays open (the restart test keeps its clients on purpose) and would wait its full default before exiting.
     server = TritonServer(ServerConfig(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                       extra_args=tuple(extra)), log_path=log)
+                                       exit_timeout_s=3, extra_args=tuple(extra)), log_path=log)
     server.start()
     try:
         server.wait_ready(300)
