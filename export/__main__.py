@@ -85,7 +85,12 @@ def export_parser() -> argparse.ArgumentParser:
                    help="DEFAULT: the library's pretrained weights (needs the model hubs); none: random init "
                         "(default: %(default)s)")
     w.add_argument("--checkpoint", type=Path, help="a state-dict file to load instead")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision")
+    p.add_argument("--precision", choices=("fp16", "fp32"),
+                   help="precision of the ONNX graph (and so of a TensorRT engine built from it): fp16 is mixed "
+                        "precision, FP32 where numerics need it, gated against FP32 PyTorch at export (default: fp16 "
+                        "for GPU targets, fp32 on CPU)")
+    p.add_argument("--release", metavar="YY.MM", help="tensorrt target: NGC release of the serving Triton image; "
+                   "the installed TensorRT must be its version (default: the version table's default)")
     p.add_argument("--plan", type=Path, help="tensorrt target: assemble from this prebuilt engine (its sidecar must "
                    "match the target GPU) instead of building one")
     p.add_argument("--target-gpu", metavar="NAME:CC", help="tensorrt target with --plan: the GPU the repository is for, "
@@ -116,28 +121,25 @@ def run_export(argv: list[str]) -> int:
     weights = str(args.checkpoint) if args.checkpoint else args.weights
     target_gpu = None
     if args.target_gpu:
-        from export.tensorrt import GpuInfo
+        from export.tensorrt.gpu import parse_target_gpu
 
-        name, _, cc = args.target_gpu.rpartition(":")
-        if not name or not cc:
-            raise ExportError(f"Bad --target-gpu `{args.target_gpu}`: use NAME:COMPUTE_CAPABILITY, e.g. "
-                              "'NVIDIA H100 80GB HBM3:9.0'.")
-        target_gpu = GpuInfo(name, cc)
+        target_gpu = parse_target_gpu(args.target_gpu)
     if (args.plan or target_gpu) and args.target != "tensorrt":
         raise ExportError("--plan and --target-gpu apply to --target tensorrt only.")
     if args.plan and len(specs) != 1:
         raise ExportError("--plan names one engine: export one model with it.")
     if args.target == "tensorrt" and not args.plan:  # fail before minutes of ONNX export, not after
-        from export.errors import require
-        from export.tensorrt import detect_gpu
+        from export.tensorrt.build import installed_tensorrt
+        from export.tensorrt.gpu import detect_gpu
+        from export.tensorrt.sidecar import check_release
 
-        require("tensorrt", "tensorrt-cu12", extra="tensorrt")
+        check_release(installed_tensorrt(), args.release)
         detect_gpu()
     for spec in specs:
         result = export_model(spec, options, args.output, weights=weights, work_dir=args.work_dir,
                               parity=not args.skip_parity, progress=not args.no_progress,
                               precision=args.precision, cache_dir=args.cache_dir, plan=args.plan,
-                              target_gpu=target_gpu)
+                              target_gpu=target_gpu, release=args.release)
         times = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
         print(f"{spec.name}: {result.model_dir} ({options.target}), ONNX {result.onnx_bytes / 1e6:.1f} MB; "
               f"parity: {result.parity}; {times}")
@@ -167,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_import(argv[1:])
         if argv and argv[0] == "build-engine":
-            from export.tensorrt_cli import run_build_engine
+            from export.tensorrt.cli import run_build_engine
 
             return run_build_engine(argv[1:])
         if argv and argv[0] == "verify":
-            from export.tensorrt_cli import run_verify
+            from export.tensorrt.cli import run_verify
 
             return run_verify(argv[1:])
         return run_export(argv)

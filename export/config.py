@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from export.errors import ExportError
+from export.layout import ARTIFACTS, LABELS_FILE
 from export.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 
 TARGETS = ("onnxruntime", "tensorrt", "local")
 DEVICES = ("gpu", "cpu")
-LABELS_FILE = "labels.txt"
-ARTIFACTS = {"onnxruntime": "model.onnx", "tensorrt": "model.plan", "local": "model.py"}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Iterator
 
-from export.models import image_normaliser
+from export.normalise import image_normaliser
 from export.spec import ModelSpec
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from export.errors import ExportError, WeightsUnavailableError, require
+from export.normalise import image_normaliser
 from export.spec import SPECS, ModelSpec
 
 if TYPE_CHECKING:
@@ -144,26 +145,6 @@ def build_served_module(spec: ModelSpec, weights: str = NO_WEIGHTS) -> "torch.nn
     from export.maskrcnn import MaskRCNNCore
 
     return MaskRCNNCore(net, spec).eval()
-
-
-def image_normaliser(spec: ModelSpec) -> "torch.nn.Module":
-    """uint8 NHWC RGB -> float32 NCHW normalised with the spec's mean/std: the first layers of every served graph."""
-    import torch
-
-    class NormaliseImage(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0
-            std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0
-            # (x/255 - mean)/std folded into one multiply-add.
-            self.register_buffer("scale", 1.0 / std)
-            self.register_buffer("shift", -mean / std)
-
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            # Cast before the transpose: TensorRT takes UINT8 only at the network boundary.
-            return image.to(torch.float32).permute(0, 3, 1, 2) * self.scale + self.shift
-
-    return NormaliseImage()
 
 
 def semantic_wrapper(net: "torch.nn.Module", spec: ModelSpec) -> "torch.nn.Module":

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -32,8 +33,13 @@ def example_input(spec: ModelSpec, batch: int, seed: int = 0) -> "torch.Tensor":
     return torch.from_numpy(np.stack(images))
 
 
-def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path) -> Path:
-    """Export ``module`` (built for ``spec``) to ``path`` as one ONNX file and return the path."""
+def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path, precision: str = "fp32") -> Path:
+    """Export ``module`` (built for ``spec``) to ``path`` as one ONNX file and return the path. ``precision="fp16"``
+    rewrites the graph into mixed precision (``export.precision``): FP16 compute, FP32 where numerics need it."""
+    from export.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ExportError(f"Unknown precision `{precision}`. Available: {', '.join(PRECISIONS)}.")
     torch = require("torch")
     require("onnxscript")
     onnx = require("onnx")
@@ -68,16 +74,23 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path) -> Path:
         raise
     # Written under a temporary name and moved into place: a new file (inode) each export, so a repository that
     # hard-links an earlier export keeps serving what it was built from.
-    partial = path.with_name(path.name + ".partial")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    partial = Path(name)
     program.save(str(partial), external_data=False)
     model = onnx.load(str(partial))
     _name_batch_axes(model, spec)
-    from export.trt_rewrite import make_tensorrt_friendly
+    from export.tensorrt.rewrite import make_tensorrt_friendly
 
     model, rewrites = make_tensorrt_friendly(model)
     for line in rewrites:
         log.debug("TensorRT rewrite in %s: %s", spec.name, line)
-    _set_metadata(model, spec, rewrites)
+    if precision == "fp16":
+        from export.precision import convert_to_fp16
+
+        model, counts = convert_to_fp16(model)
+        log.debug("FP16 pass on %s: %s", spec.name, counts)
+    _set_metadata(model, spec, rewrites, precision)
     onnx.checker.check_model(model)
     onnx.save(model, str(partial))
     os.replace(partial, path)
@@ -86,14 +99,11 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path) -> Path:
     return path
 
 
-def _set_metadata(model, spec: ModelSpec, rewrites: list[str]) -> None:
-    """The spec travels inside the ONNX file, so a standalone engine build (e.g. in an init container) derives its
-    optimisation profiles and FP32 layers from the same source of truth."""
-    entries = {"segserve.spec": spec.to_json(), "segserve.trt_rewrites": str(len(rewrites))}
-    del model.metadata_props[:]
-    for key, value in entries.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
+def _set_metadata(model, spec: ModelSpec, rewrites: list[str], precision: str) -> None:
+    """The spec and the graph's precision travel inside the ONNX file (``export.metadata``)."""
+    from export.metadata import PRECISION_KEY, REWRITES_KEY, SPEC_KEY, set_metadata
+
+    set_metadata(model, {SPEC_KEY: spec.to_json(), REWRITES_KEY: str(len(rewrites)), PRECISION_KEY: precision})
 
 
 def _name_batch_axes(model, spec: ModelSpec) -> None:
@@ -108,7 +118,9 @@ def _name_batch_axes(model, spec: ModelSpec) -> None:
         if len(dims) != len(want.dims) + 1:
             raise ExportError(f"`{spec.name}` tensor {value.name} has rank {len(dims)}, spec says "
                               f"{len(want.dims) + 1} (batch + {want.dims}).")
-        if spec.max_batch_size > 1:
+        # Triton's backends require a dynamic dim 0 whenever max_batch_size > 0 (onnxruntime_backend
+        # src/onnxruntime_utils.cc and tensorrt_backend src/tensorrt_utils.cc, CompareDimsSupported): batch 1 too.
+        if spec.max_batch_size > 0:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = "batch"
         for dim, size in zip(dims[1:], want.dims):

@@ -8,17 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.config import ServingOptions
+from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for  # noqa: F401 (re-exported)
 from export.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WORK_DIR = Path("build")
-DEFAULT_CACHE_DIR = DEFAULT_WORK_DIR / "engines"
-
-
-def onnx_path_for(work_dir: Path, model: str) -> Path:
-    """Where the export of ``model`` is written inside ``work_dir``."""
-    return work_dir / model / "model.onnx"
 
 
 @dataclass
@@ -43,8 +37,8 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, weights: str = "none",
                  work_dir: Path = DEFAULT_WORK_DIR, parity: bool = True, progress: bool = True,
-                 precision: str = "fp16", cache_dir: Path | None = None, plan: Path | None = None,
-                 target_gpu=None) -> ExportResult:
+                 precision: str | None = None, cache_dir: Path | None = None, plan: Path | None = None,
+                 target_gpu=None, release: str | None = None) -> ExportResult:
     """Export ``spec`` for ``options.target`` into ``repository`` and return what was done and how long it took."""
     from export.importer.builtin import IMPORTED, export_builtin
 
@@ -53,11 +47,13 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
                               precision=precision, cache_dir=cache_dir, plan=plan, target_gpu=target_gpu)
     from export.models import build_served_module
     from export.onnx_export import example_input, export_onnx
+    from export.precision import default_precision
     from export.repository import write_model
 
     import torch
 
     torch.manual_seed(0)  # reproducible random init for --weights none
+    precision = precision or default_precision(options.target, options.device)
     steps = 4 + (options.target == "tensorrt")
     bar = _progress(steps, f"export {spec.name}", progress)
     seconds: dict[str, float] = {}
@@ -78,25 +74,27 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
         done("build", t)
 
         t = step("onnx")
-        onnx_path = export_onnx(module, spec, onnx_path_for(work_dir, spec.name))
+        onnx_path = export_onnx(module, spec, onnx_path_for(work_dir, spec.name), precision=precision)
         done("onnx", t)
 
         t = step("parity")
         summary = "skipped"
         if parity:
             from export.parity import check_parity
+            from export.precision import check_fp16
 
             batch = 2 if spec.max_batch_size > 1 else 1
             images = example_input(spec, batch, seed=1).numpy()
-            summary = check_parity(module, spec, onnx_path, images).summary
+            check = check_fp16 if precision == "fp16" else check_parity
+            summary = check(module, spec, onnx_path, images).summary
         done("parity", t)
 
         plan_path = plan
         if options.target == "tensorrt" and plan_path is None:
-            from export.tensorrt import BuildOptions, build_engine
+            from export.tensorrt.build import BuildOptions, build_engine
 
             t = step("tensorrt")
-            plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(precision=precision),
+            plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(release=release),
                                      cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
             done("tensorrt", t)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from export.config import ARTIFACTS, LABELS_FILE, ServingOptions, render_config
 from export.errors import ExportError
 from export.spec import ModelSpec
-from export.tensorrt import check_plan_for_gpu, sidecar_path
+from export.layout import sidecar_path
+from export.tensorrt.sidecar import check_plan_for_gpu
 
 log = logging.getLogger(__name__)
 

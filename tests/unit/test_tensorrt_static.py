@@ -1,4 +1,5 @@
-"""The TensorRT code paths that need no TensorRT: sidecars, GPU matching, cache keys, profiles, CLI errors."""
+"""The TensorRT code paths that need no TensorRT: sidecars, GPU matching, cache keys, profiles, CLI errors.
+(Builds with a fake build step: tests/unit/test_engine_build.py.)"""
 
 import json
 import subprocess
@@ -10,7 +11,10 @@ from export.config import ServingOptions
 from export.errors import ExportError
 from export.repository import write_model
 from export.spec import ModelSpec, get_spec
-from export.tensorrt import GpuInfo, Sidecar, cache_paths, profiles_for, sidecar_path
+from export.layout import sidecar_path
+from export.tensorrt.build import profiles_for
+from export.tensorrt.gpu import GpuInfo
+from export.tensorrt.sidecar import Sidecar
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 L4 = GpuInfo("NVIDIA L4", "8.9")
@@ -45,13 +49,6 @@ def test_profiles_come_from_the_spec():
     assert profiles_for(get_spec("unet")) == {"IMAGE": {"min": [1, 512, 512, 3], "opt": [8, 512, 512, 3],
                                                         "max": [8, 512, 512, 3]}}
     assert profiles_for(get_spec("maskrcnn"))["IMAGE"]["max"] == [1, 800, 800, 3]
-
-
-def test_cache_is_keyed_by_gpu_tensorrt_onnx_and_precision(tmp_path):
-    plan, timing = cache_paths(tmp_path, H100, "10.3.0", "f" * 64, "fp16")
-    assert plan == tmp_path / "NVIDIA-H100-80GB-HBM3" / "trt-10.3.0" / ("f" * 16 + "-fp16.plan")
-    assert timing.parent == plan.parent and timing.name == "timing.cache"
-    assert cache_paths(tmp_path, L4, "10.3.0", "f" * 64, "fp16")[0] != plan
 
 
 def fake_plan(tmp_path, gpu=H100, model="unet"):
@@ -111,7 +108,7 @@ def test_cli_assembly_from_a_mismatched_plan_is_one_line_exit_1(tmp_path):
     (["unet", "--size", "100"], r"error: Bad size 100 for `unet`"),
     (["unet", "--target", "local", "--plan", "x.plan"], r"error: --plan and --target-gpu apply to --target tensorrt"),
     (["unet", "--checkpoint", "/nonexistent.pt", "--size", "64"], r"error: Checkpoint `/nonexistent\.pt` does not exist"),
-    (["build-engine", "--onnx", "/nonexistent.onnx", "--plan", "x.plan"], r"error: ONNX file /nonexistent\.onnx does"),
+    (["unet", "--target-gpu", "H100"], r"error: Bad --target-gpu `H100`: use NAME:COMPUTE_CAPABILITY"),
 ])
 def test_cli_user_errors_are_one_line_and_exit_1(args, message):
     proc = run_cli(*args)
@@ -145,10 +142,22 @@ def test_tensorrt_build_without_tensorrt_names_the_package(tmp_path):
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass
-    from export.tensorrt import build_engine
+    from export.tensorrt.build import build_engine
 
     with pytest.raises(ExportError, match=r"`tensorrt` is needed for this step .* pip install 'tensorrt-cu12'"):
         build_engine(tmp_path / "model.onnx")
+
+
+def test_build_engine_command_without_tensorrt_is_one_line_exit_1(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    proc = run_cli("build-engine", "--source-repository", str(tmp_path), "--repository", str(tmp_path / "dst"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: `tensorrt` is needed for this step")
+    assert not (tmp_path / "dst").exists()
 
 
 def test_task_specific_options_go_to_the_models_they_are_meant_for():

@@ -1,0 +1,57 @@
+"""Where things live, defined once: the Triton model repository layout and the export's working folders.
+
+A served model directory (what Triton loads, what ``build-engine`` writes and what the chart mounts)::
+
+    <repository>/<model>/config.pbtxt
+    <repository>/<model>/labels.txt
+    <repository>/<model>/<version>/model.onnx | model.plan | model.py
+    <repository>/<model>/model.plan.json      (tensorrt only: the engine's sidecar)
+
+The layout follows Triton's model repository rules (server ``docs/user_guide/model_repository.md``: one folder per
+model, numeric version sub-folders, ``default_model_filename`` model.onnx / model.plan / model.py per backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_FILE = "config.pbtxt"
+LABELS_FILE = "labels.txt"
+ARTIFACTS = {"onnxruntime": "model.onnx", "tensorrt": "model.plan", "local": "model.py"}
+SIDECAR_SUFFIX = ".json"
+VERSION = 1
+
+DEFAULT_WORK_DIR = Path("build")
+DEFAULT_CACHE_DIR = DEFAULT_WORK_DIR / "engines"
+
+
+def model_dir(repository: Path, model: str) -> Path:
+    return repository / model
+
+
+def version_dir(repository: Path, model: str, version: int = VERSION) -> Path:
+    return repository / model / str(version)
+
+
+def artifact_path(repository: Path, model: str, target: str, version: int = VERSION) -> Path:
+    return version_dir(repository, model, version) / ARTIFACTS[target]
+
+
+def sidecar_path(plan: Path) -> Path:
+    """An engine's JSON sidecar: ``model.plan`` -> ``model.plan.json`` beside it."""
+    return plan.with_name(plan.name + SIDECAR_SUFFIX)
+
+
+def served_sidecar_path(repository: Path, model: str) -> Path:
+    """Where a served tensorrt model keeps its engine's sidecar (beside config.pbtxt, outside the version folder)."""
+    return model_dir(repository, model) / sidecar_path(Path(ARTIFACTS["tensorrt"])).name
+
+
+def onnx_path_for(work_dir: Path, model: str) -> Path:
+    """Where the export of ``model`` is written inside ``work_dir``."""
+    return work_dir / model / ARTIFACTS["onnxruntime"]
+
+
+def repository_onnx_files(repository: Path, version: int = VERSION) -> list[Path]:
+    """Every ``<repository>/<model>/<version>/model.onnx`` (an onnxruntime or local repository), sorted."""
+    return sorted(p for p in repository.glob(f"*/{version}/{ARTIFACTS['onnxruntime']}") if p.is_file())

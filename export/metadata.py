@@ -1,0 +1,45 @@
+"""What ``python -m export`` stores in an ONNX file's metadata, and reading it back (no torch needed).
+
+The spec travels inside the ONNX file, so a standalone engine build (e.g. in the chart's init container) derives its
+optimisation profiles, config.pbtxt and labels from the same source of truth; the precision the graph was converted
+to travels with it, because a strongly typed engine takes its precision from the graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from export.errors import ExportError, require
+from export.spec import ModelSpec
+
+SPEC_KEY = "segserve.spec"
+PRECISION_KEY = "segserve.precision"
+REWRITES_KEY = "segserve.trt_rewrites"
+
+
+def set_metadata(model, entries: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+
+
+def read_metadata(onnx_path: Path) -> dict[str, str]:
+    onnx = require("onnx")
+    if not onnx_path.is_file():
+        raise ExportError(f"ONNX file {onnx_path} does not exist.")
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def spec_from_onnx(onnx_path: Path) -> ModelSpec:
+    """The spec that ``python -m export`` stored in the ONNX file's metadata."""
+    props = read_metadata(onnx_path)
+    if SPEC_KEY not in props:
+        raise ExportError(f"{onnx_path} carries no segserve spec: export it with `python -m export`.")
+    return ModelSpec.from_json(props[SPEC_KEY])
+
+
+def precision_from_onnx(onnx_path: Path) -> str:
+    """``fp16`` or ``fp32``: what the graph computes in (files from before precision was recorded are FP32)."""
+    return read_metadata(onnx_path).get(PRECISION_KEY, "fp32")

@@ -1,0 +1,103 @@
+"""The engine cache a chart shares between pods: keys, a file lock around each build, atomic writes.
+
+Layout (``--cache-dir``)::
+
+    <cache>/<gpu product>[-MIG-<profile>]/trt-<version>/<key>.plan (+ .plan.json sidecar)
+    <cache>/<gpu product>[-MIG-<profile>]/trt-<version>/timing.cache   (combined from every build there)
+    <cache>/.../<key>.lock, timing.cache.lock                          (fcntl locks; files stay, locks do not)
+
+``key`` hashes everything that changes the engine: the ONNX file's sha256, the build options (precision,
+workspace), the segserve version (its build code), the TensorRT version, the GPU and its MIG profile. Two pods that
+need the same engine wait for one build (the lock) and the second finds it cached; every file is written under a
+unique temporary name and renamed into place (``os.replace`` is atomic on POSIX), so a reader never sees half a plan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from export.errors import ExportError
+from export.tensorrt.gpu import GpuInfo
+
+TIMING_CACHE = "timing.cache"
+LOCK_POLL_S = 1.0
+
+
+def segserve_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("segserve")
+    except Exception:  # not installed as a distribution (a source checkout on PYTHONPATH)
+        return "source"
+
+
+def cache_key(onnx_sha: str, *, precision: str, workspace_bytes: int, tensorrt_version: str, gpu: GpuInfo,
+              segserve: str | None = None) -> str:
+    """A short hex key over everything that changes the engine built from one ONNX file."""
+    fields = {"onnx": onnx_sha, "precision": precision, "workspace": workspace_bytes, "tensorrt": tensorrt_version,
+              "gpu": gpu.product, "cc": gpu.compute_capability, "mig": gpu.mig_profile,
+              "segserve": segserve if segserve is not None else segserve_version()}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cache_folder(cache_dir: Path, gpu: GpuInfo, tensorrt_version: str) -> Path:
+    return cache_dir / gpu.cache_folder / f"trt-{tensorrt_version}"
+
+
+def plan_path(cache_dir: Path, gpu: GpuInfo, tensorrt_version: str, key: str) -> Path:
+    return cache_folder(cache_dir, gpu, tensorrt_version) / f"{key}.plan"
+
+
+def timing_cache_path(cache_dir: Path, gpu: GpuInfo, tensorrt_version: str) -> Path:
+    return cache_folder(cache_dir, gpu, tensorrt_version) / TIMING_CACHE
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a unique temporary file beside ``path``, fsync it and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    """An exclusive ``fcntl`` lock on ``path`` (created if missing), waited for at most ``timeout_s`` seconds.
+
+    fcntl/flock locks are released by the kernel when the holder dies, so a killed build never leaves a stale lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a+b") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise ExportError(f"Waited {timeout_s:.0f} s for the lock {path}: another build of this engine "
+                                      "is still running. Try again later or raise --lock-timeout.") from None
+                time.sleep(LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
