@@ -21,6 +21,10 @@ ARTIFACTS = {"onnxruntime": "model.onnx", "tensorrt": "model.plan", "local": "mo
 SIDECAR_SUFFIX = ".json"
 VERSION = 1
 
+# ONNX Runtime's TensorRT accelerator keeps its engines and timing cache here, inside the persistent volume the chart
+# mounts at /engine-cache (charts/segserve values ``engineCache.mountPath``), so restarts reuse them.
+ORT_TRT_CACHE_DIR = "/engine-cache/onnxruntime-trt"
+
 DEFAULT_WORK_DIR = Path("build")
 DEFAULT_CACHE_DIR = DEFAULT_WORK_DIR / "engines"
 

@@ -17,6 +17,7 @@ CASES = [
     ("deeplabv3", ServingOptions.for_target("onnxruntime", trt_accelerator=True)),
     ("unet", ServingOptions.for_target("tensorrt")),
     ("maskrcnn", ServingOptions.for_target("tensorrt")),
+    ("maskrcnn", ServingOptions.for_target("onnxruntime", trt_accelerator=True)),
 ]
 
 
@@ -67,3 +68,29 @@ def test_tensorrt_target_is_a_plan_on_gpu():
 def test_bad_serving_options_are_rejected(kwargs, message):
     with pytest.raises(ExportError, match=message):
         ServingOptions(**kwargs)
+
+
+def test_ort_tensorrt_accelerator_has_spec_profiles_and_a_persistent_cache():
+    """Without profiles ONNX Runtime's TensorRT provider rebuilds its engine whenever dynamic batching forms a larger
+    batch than it has seen; without a persistent cache every pod start rebuilds (issue #7)."""
+    from export.layout import ORT_TRT_CACHE_DIR
+
+    config = config_dict(get_spec("unet"), ServingOptions.for_target("onnxruntime", trt_accelerator=True))
+    (trt,) = config["optimization"]["execution_accelerators"]["gpu_execution_accelerator"]
+    params = trt["parameters"]
+    assert (params["trt_profile_min_shapes"], params["trt_profile_opt_shapes"], params["trt_profile_max_shapes"]) == (
+        "IMAGE:1x512x512x3", "IMAGE:8x512x512x3", "IMAGE:8x512x512x3")
+    assert params["trt_engine_cache_path"] == params["trt_timing_cache_path"] == ORT_TRT_CACHE_DIR
+    assert not ORT_TRT_CACHE_DIR.startswith("/tmp")
+
+
+@pytest.mark.parametrize(("options", "warm"), [
+    (ServingOptions.for_target("tensorrt"), True),
+    (ServingOptions.for_target("onnxruntime"), True),
+    (ServingOptions.for_target("onnxruntime", device="cpu"), False),
+    (ServingOptions.for_target("local"), False),
+])
+def test_gpu_models_warm_up_at_load_with_batch_1_and_the_max_batch(options, warm):
+    config = parse_config(render_config(get_spec("deeplabv3"), options))
+    assert [(w.batch_size, list(w.inputs["IMAGE"].dims), w.inputs["IMAGE"].random_data)
+            for w in config.model_warmup] == ([(1, [520, 520, 3], True), (8, [520, 520, 3], True)] if warm else [])
