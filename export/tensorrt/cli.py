@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from export.errors import ExportError
 from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
+
+RELEASE_ENV = "SEGSERVE_NGC_RELEASE"  # set by docker/engine-builder/Dockerfile
 
 
 def build_engine_parser() -> argparse.ArgumentParser:
@@ -31,8 +34,10 @@ def build_engine_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", type=Path, required=True, help="model repository to write (what Triton serves)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                    help="engine + timing cache, shareable between pods (default: %(default)s)")
-    p.add_argument("--release", metavar="YY.MM", help="NGC release of the Triton image that serves the engines; "
-                   "this TensorRT must be that release's (default: the version table's default release)")
+    p.add_argument("--release", metavar="YY.MM", default=os.environ.get(RELEASE_ENV) or None,
+                   help="NGC release of the Triton image that serves the engines; this TensorRT must be that "
+                        f"release's (default: ${RELEASE_ENV}, set by the builder image, else the version table's "
+                        "default release)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                    help="precision the ONNX graphs must have been exported in; the engine computes in the graph's "
                         "types (default: %(default)s)")

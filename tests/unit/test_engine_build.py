@@ -297,3 +297,30 @@ def test_this_builds_timing_cache_is_combined_into_the_one_on_disk(monkeypatch, 
     run_builder(monkeypatch, tmp_path, trt, timing)
     assert ("combine", False) in log and timing.read_bytes() == b"disk+disk"
     assert sorted(p.name for p in tmp_path.iterdir() if "timing" in p.name) == ["timing.cache", "timing.cache.lock"]
+
+
+def test_builder_image_is_the_tensorrt_image_of_the_default_release():
+    """docker/engine-builder builds on the release table's builder image, so its TensorRT is the serving Triton's."""
+    import re
+
+    from export.layout import ARTIFACTS  # noqa: F401 (the package the image installs)
+    from export.releases import default_release
+    from support import ROOT
+
+    text = (ROOT / "docker" / "engine-builder" / "Dockerfile").read_text()
+    default = re.search(r"^ARG NGC_RELEASE=(\S+)$", text, re.MULTILINE).group(1)
+    base = re.search(r"^FROM (\S+)$", text, re.MULTILINE).group(1).replace("${NGC_RELEASE}", default)
+    release = default_release()
+    assert (default, base) == (release.ngc, release.builder_base_image)
+    assert "ENV SEGSERVE_NGC_RELEASE=${NGC_RELEASE}" in text
+
+
+def test_the_builder_images_release_is_build_engines_default(monkeypatch):
+    import importlib
+
+    import export.tensorrt.cli as cli
+
+    monkeypatch.setenv(cli.RELEASE_ENV, "24.10")
+    assert importlib.reload(cli).build_engine_parser().parse_args(["--repository", "x"]).release == "24.10"
+    monkeypatch.delenv(cli.RELEASE_ENV)
+    assert importlib.reload(cli).build_engine_parser().parse_args(["--repository", "x"]).release is None
