@@ -1,19 +1,23 @@
-"""TensorRT accuracy gate: FP16 engines vs ONNX Runtime FP32. Runs where TensorRT and a GPU exist; skipped
-elsewhere with the reason shown."""
+"""TensorRT on a GPU: a strongly typed engine for every model, built from the same FP16 ONNX graph that
+tests/export/test_fp16.py gates on CPU, passes the same accuracy gate against FP32 eager PyTorch; the engine cache
+and the served directory work with the real build. Skipped (reason shown) where TensorRT or a GPU is missing."""
 
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 
 from export.models import MODELS
 
 pytestmark = pytest.mark.gpu
-trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt-cu12 on a GPU node)")
+trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (use docker/engine-builder on a GPU node)")
+pytest.importorskip("torch")
+
+from fp16_fixtures import make_fp16_exports, realistic_images  # noqa: E402
 
 
 def gpu_or_skip():
     from export.errors import ExportError
-    from export.tensorrt import detect_gpu
+    from export.tensorrt.gpu import detect_gpu
 
     try:
         return detect_gpu()
@@ -21,24 +25,58 @@ def gpu_or_skip():
         pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_fp16_engine_passes_the_accuracy_gate(exported, tmp_path, name):
-    gpu_or_skip()
-    from export.tensorrt_cli import verify
+def release_of_this_tensorrt() -> str | None:
+    """The NGC release whose Triton serves this TensorRT (None: the table does not know it yet)."""
+    from export.releases import default_release, releases
+    from export.tensorrt.sidecar import same_tensorrt
 
-    agreement = verify(name, onnx_path=exported[name].onnx_path, cache_dir=tmp_path / "engines", images=3)
+    for release in releases().values():
+        if release.tensorrt and same_tensorrt(trt.__version__, release.tensorrt):
+            return release.ngc
+    if default_release().tensorrt is not None:
+        pytest.skip(f"TensorRT {trt.__version__} belongs to no release in export/data/releases.json")
+    return None
+
+
+@pytest.fixture(scope="session")
+def fp16_exports(tmp_path_factory):
+    gpu_or_skip()
+    return make_fp16_exports(tmp_path_factory.mktemp("fp16"))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_strongly_typed_fp16_engine_passes_the_accuracy_gate(fp16_exports, tmp_path, name):
+    from export.parity import run_eager
+    from export.precision import fp16_gate
+    from export.tensorrt.build import BuildOptions, build_engine
+    from export.tensorrt.verify import run_engine
+
+    spec, module, onnx_path = fp16_exports[name]
+    result = build_engine(onnx_path, spec=spec, cache_dir=tmp_path,
+                          options=BuildOptions(progress=False, release=release_of_this_tensorrt()))
+    assert result.sidecar.precision == "fp16"
+    images = realistic_images(spec, 1 if spec.task == "instance" else 4)
+    (candidate,) = run_engine(result.plan_path, spec, [images])
+    agreement = fp16_gate(spec.task, run_eager(module, spec, images), candidate, max_detections=spec.max_detections)
+    print(f"{name}: TensorRT {trt.__version__} FP16 vs PyTorch FP32: {agreement.summary}")
     assert agreement.passed, agreement.summary
 
 
-def test_second_build_is_a_cache_hit_and_sidecar_names_this_gpu(exported, tmp_path):
-    gpu = gpu_or_skip()
-    from export.tensorrt import BuildOptions, build_engine
+def test_second_build_is_a_cache_hit_and_build_engine_writes_a_served_directory(fp16_exports, tmp_path):
+    from export.config import parse_config
+    from export.layout import CONFIG_FILE
+    from export.tensorrt.cli import run_build_engine
 
-    onnx_path: Path = exported["deeplabv3_mobilenet"].onnx_path
-    first = build_engine(onnx_path, options=BuildOptions(progress=False), cache_dir=tmp_path)
-    second = build_engine(onnx_path, options=BuildOptions(progress=False), cache_dir=tmp_path,
-                          plan_path=tmp_path / "out" / "model.plan")
-    assert not first.cached and second.cached
-    assert second.sidecar.gpu_product == gpu.product and second.sidecar.tensorrt_version == trt.__version__
-    assert (tmp_path / "out" / "model.plan.json").is_file()
-    assert any(tmp_path.rglob("timing.cache"))
+    gpu = gpu_or_skip()
+    onnx_path = fp16_exports["deeplabv3_mobilenet"][2]
+    release = release_of_this_tensorrt()
+    argv = ["--onnx", str(onnx_path), "--repository", str(tmp_path / "repo"), "--cache-dir", str(tmp_path / "c"),
+            "--no-progress", *(["--release", release] if release else [])]
+    assert run_build_engine(argv) == 0 and run_build_engine(argv) == 0
+    model_dir = tmp_path / "repo" / "deeplabv3_mobilenet"
+    assert parse_config((model_dir / CONFIG_FILE).read_text()).platform == "tensorrt_plan"
+    from export.tensorrt.sidecar import Sidecar
+
+    sidecar = Sidecar.read(model_dir / "model.plan.json")
+    assert sidecar.gpu_product == gpu.product and sidecar.tensorrt_version == trt.__version__
+    assert len(list((tmp_path / "c").rglob("*.plan"))) == 1 and any((tmp_path / "c").rglob("timing.cache"))
