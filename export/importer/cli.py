@@ -57,7 +57,10 @@ def import_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=1, help="model instances per device (default: 1)")
     p.add_argument("--trt-accelerator", action="store_true",
                    help="onnxruntime target on GPU: Triton's TensorRT execution accelerator in FP16")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision")
+    p.add_argument("--precision", choices=("fp16", "fp32"),
+                   help="precision of the served graph (and of a TensorRT engine built from it): fp16 converts the "
+                        "wrapped graph to mixed precision and gates it against the FP32 graph (default: fp16 for GPU "
+                        "targets, fp32 on CPU)")
     p.add_argument("--cache-dir", type=Path, help="TensorRT engine and timing cache folder")
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="where ONNX files go (default: %(default)s)")
     p.add_argument("--skip-parity", action="store_true", help="do not run the parity check")
@@ -98,7 +101,7 @@ def run_import(argv: list[str]) -> int:
     classes = read_classes(args.classes) if args.classes else None
     if args.target == "tensorrt":
         from export.errors import require
-        from export.tensorrt import detect_gpu
+        from export.tensorrt.gpu import detect_gpu
 
         require("tensorrt", "tensorrt-cu12", extra="tensorrt")
         detect_gpu()

@@ -82,7 +82,7 @@ def check_fits(source: SourceGraph, spec: ModelSpec) -> None:
 def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> tuple[Path, list[str]]:
     """Rewrite for TensorRT, put the spec in the metadata, check and write ``path`` aside-then-rename."""
     onnx = require("onnx")
-    from export.trt_rewrite import make_tensorrt_friendly
+    from export.tensorrt.rewrite import make_tensorrt_friendly
 
     model, rewrites = make_tensorrt_friendly(model)
     # The keys a built-in export writes (export/onnx_export.py), plus where the network came from. The graph is
@@ -101,9 +101,9 @@ def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> tuple
 
 
 def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions) -> str:
-    """TensorRT 10's ONNX parser rules (export/trt_support.py) on the wrapped graph: an error for the tensorrt
+    """TensorRT's ONNX parser rules (export/tensorrt/static_check.py) on the wrapped graph: an error for the tensorrt
     target, a warning otherwise (ONNX Runtime serves what TensorRT would refuse)."""
-    from export.trt_support import check_onnx_file
+    from export.tensorrt.static_check import check_onnx_file
 
     findings = check_onnx_file(path, spec.name)
     if not findings:
@@ -115,8 +115,30 @@ def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions) 
     return f"TensorRT 10 static check: {len(findings)} findings"
 
 
+def to_fp16(onnx_path: Path, spec: ModelSpec) -> str:
+    """Replace the wrapped FP32 graph by its mixed-precision form (export.precision) after gating it against the FP32
+    graph in ONNX Runtime; the FP32 graph stays when the gate fails (with the numbers)."""
+    import numpy as np
+
+    from export.parity import run_onnxruntime
+    from export.precision import convert_onnx_file, fp16_gate
+    from export.samples import synthetic_image
+
+    half = convert_onnx_file(onnx_path, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"))
+    images = np.stack([synthetic_image(spec.height, spec.width, seed=11 + i) for i in range(2)])[
+        : max(1, min(2, spec.max_batch_size))]
+    agreement = fp16_gate(spec.task, run_onnxruntime(onnx_path, spec, images), run_onnxruntime(half, spec, images),
+                          max_detections=spec.max_detections)
+    if not agreement.passed:
+        half.unlink()
+        raise ExportError(f"FP16 accuracy gate failed for `{spec.name}` (FP16 vs FP32 graph): {agreement.summary}. "
+                          "Import with --precision fp32.")
+    os.replace(half, onnx_path)
+    return f"FP16 vs FP32 graph: {agreement.summary}"
+
+
 def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions, repository: Path, *,
-                  work_dir: Path = DEFAULT_WORK_DIR, parity: bool = True, precision: str = "fp16",
+                  work_dir: Path = DEFAULT_WORK_DIR, parity: bool = True, precision: str | None = None,
                   cache_dir: Path | None = None, plan: Path | None = None, target_gpu=None,
                   seconds: dict[str, float] | None = None) -> ExportResult:
     """Wrap ``source`` as ``spec`` and write it into ``repository`` for ``options.target``."""
@@ -145,12 +167,19 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
     summary += "; " + static_tensorrt_check(onnx_path, spec, options)
     seconds["trt-check"] = time.perf_counter() - started
 
+    from export.precision import default_precision
+
+    if (precision or default_precision(options.target, options.device)) == "fp16":
+        started = time.perf_counter()
+        summary += "; " + to_fp16(onnx_path, spec)
+        seconds["fp16"] = time.perf_counter() - started
+
     plan_path = plan
     if options.target == "tensorrt" and plan_path is None:
-        from export.tensorrt import BuildOptions, build_engine
+        from export.tensorrt.build import BuildOptions, build_engine
 
         started = time.perf_counter()
-        plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(precision=precision),
+        plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(),
                                  cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
         seconds["tensorrt"] = time.perf_counter() - started
 
