@@ -62,6 +62,9 @@ def run_build_engine(argv: list[str], builder=None, tensorrt_version: str | None
     if args.source_repository is not None:
         if not args.source_repository.is_dir():
             raise ExportError(f"Source repository {args.source_repository} does not exist.")
+        if args.source_repository.resolve() == args.repository.resolve():
+            raise ExportError(f"--repository {args.repository} is the source repository: write the served models "
+                              "to another folder (each model folder is replaced whole).")
         files += repository_onnx_files(args.source_repository)
     elif not files:
         raise ExportError("Nothing to build: pass --source-repository SRC and/or --onnx FILE.")

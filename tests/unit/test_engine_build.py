@@ -184,6 +184,8 @@ def test_build_engine_writes_complete_served_tensorrt_directories(tmp_path):
 @pytest.mark.parametrize(("setup", "args", "message"), [
     (lambda d: None, ["--source-repository", "{d}/missing"], r"Source repository .*missing does not exist"),
     (lambda d: (d / "empty").mkdir(), ["--source-repository", "{d}/empty"], r"No ONNX files to build"),
+    (lambda d: onnxruntime_repository(d / "src"), ["--source-repository", "{d}/src", "--repository", "{d}/src/."],
+     r"--repository .*src is the source repository"),
     (lambda d: tiny_onnx(d / "a.onnx", precision="fp32"), ["--onnx", "{d}/a.onnx"],
      r"a\.onnx is an fp32 graph, --precision says fp16: re-export it with `python -m export unet --precision fp16`"),
     (lambda d: (tiny_onnx(d / "a.onnx"), tiny_onnx(d / "b.onnx")), ["--onnx", "{d}/a.onnx", "--onnx", "{d}/b.onnx"],
@@ -194,7 +196,7 @@ def test_build_engine_refuses_bad_sources_before_building(tmp_path, setup, args,
 
     setup(tmp_path)
     fake = FakeBuild()
-    argv = [a.format(d=tmp_path) for a in args] + ["--repository", str(tmp_path / "dst"), "--release", RELEASE]
+    argv = ["--repository", str(tmp_path / "dst"), "--release", RELEASE] + [a.format(d=tmp_path) for a in args]
     with pytest.raises(ExportError, match=message):
         run_build_engine(argv, builder=fake, tensorrt_version=TRT, gpu=H100)
     assert fake.calls == 0 and not (tmp_path / "dst").exists()
