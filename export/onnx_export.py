@@ -88,7 +88,7 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path, precisio
     if precision == "fp16":
         from export.precision import convert_to_fp16
 
-        model, counts = convert_to_fp16(model)
+        model, counts = convert_to_fp16(model, fp32_ops=spec.fp32_op_types)
         log.debug("FP16 pass on %s: %s", spec.name, counts)
     _set_metadata(model, spec, rewrites, precision)
     onnx.checker.check_model(model)

@@ -54,8 +54,13 @@ PRECISION_SINKS: dict[str, tuple[int, ...]] = {
 TYPE_AGNOSTIC = frozenset({"Shape", "Cast", "Size"})
 
 
-def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1) -> tuple["onnx.ModelProto", dict[str, int]]:
-    """Rewrite an FP32 graph into the mixed-precision graph described above; returns it and counts per category."""
+def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1,
+                    fp32_ops: tuple[str, ...] = ()) -> tuple["onnx.ModelProto", dict[str, int]]:
+    """Rewrite an FP32 graph into the mixed-precision graph described above; returns it and counts per category.
+
+    ``fp32_ops``: op types the model's spec keeps in FP32 (``ModelSpec.fp32_op_types``) beyond the rules above:
+    they never run in FP16 (reductions, Softmax and ArgMax are FP32 by the rules anyway; an imported model's spec
+    adds e.g. Sigmoid)."""
     onnx = require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -76,8 +81,10 @@ def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1) -> tupl
     def is_const(name: str) -> bool:
         return name in initializers or name in constants
 
+    safe_ops = {op: pos for op, pos in FP16_SAFE_OPS.items() if op not in fp32_ops}
+
     def data_inputs(node) -> list[str]:
-        positions = FP16_SAFE_OPS.get(node.op_type)
+        positions = safe_ops.get(node.op_type)
         return [name for i, name in enumerate(node.input)
                 if name and elem.get(name) == FLOAT and (positions is None or i in positions)]
 
@@ -94,7 +101,7 @@ def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1) -> tupl
             forced_fp32.add(id(node))
             if depth + 1 < fp32_head_layers:
                 stack.extend((n, depth + 1) for n in node.input[:1])
-        elif node.op_type in FP16_SAFE_OPS:
+        elif node.op_type in safe_ops:
             forced_fp32.add(id(node))
             stack.extend((n, depth) for n in data_inputs(node))
 
@@ -108,7 +115,7 @@ def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1) -> tupl
             if not node.input or elem.get(node.input[0]) != FLOAT:
                 continue
             run_fp16 = True
-        elif node.op_type in FP16_SAFE_OPS:
+        elif node.op_type in safe_ops:
             inputs = data_inputs(node)
             run_fp16 = bool(inputs) and any(n in fp16_tensors for n in inputs) and all(
                 n in fp16_tensors or is_const(n) for n in inputs)
@@ -144,7 +151,6 @@ def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1) -> tupl
             counts["fp16 constants"] += 1
         return half_consts[name]
 
-    graph_outputs = {o.name for o in graph.output}
     for node in list(graph.node):
         if id(node) in fp16_nodes:
             counts["fp16 nodes"] += 1
@@ -175,7 +181,6 @@ def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1) -> tupl
     graph.initializer.extend(kept)
     if not counts["fp16 nodes"]:
         raise ExportError("The FP16 pass found no convolution or matrix product to run in FP16.")
-    del graph_outputs
     onnx.checker.check_model(inferred)
     return inferred, dict(counts)
 
@@ -204,7 +209,11 @@ def convert_onnx_file(source: "Path", dest: "Path") -> "Path":
     props = read_metadata(source)
     if props.get(PRECISION_KEY, "fp32") != "fp32":
         raise ExportError(f"{source} is already a {props[PRECISION_KEY]} graph.")
-    model, _ = convert_to_fp16(onnx.load(str(source)))
+    from export.spec import ModelSpec
+
+    spec_json = props.get("segserve.spec")
+    fp32_ops = ModelSpec.from_json(spec_json).fp32_op_types if spec_json else ()
+    model, _ = convert_to_fp16(onnx.load(str(source)), fp32_ops=fp32_ops)
     set_metadata(model, {**props, PRECISION_KEY: "fp16"})
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
