@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from export.errors import ExportError
-from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
+from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR
 
 RELEASE_ENV = "SEGSERVE_NGC_RELEASE"  # set by docker/engine-builder/Dockerfile
 
@@ -119,5 +119,3 @@ def run_verify(argv: list[str]) -> int:
         raise ExportError(f"`{args.model}` failed the TensorRT accuracy gate: {agreement.summary}")
     return 0
 
-
-__all__ = ["build_engine_parser", "run_build_engine", "verify_parser", "run_verify", "onnx_path_for"]

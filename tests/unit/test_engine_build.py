@@ -305,7 +305,6 @@ def test_builder_image_is_the_tensorrt_image_of_the_default_release():
     """docker/engine-builder builds on the release table's builder image, so its TensorRT is the serving Triton's."""
     import re
 
-    from export.layout import ARTIFACTS  # noqa: F401 (the package the image installs)
     from export.releases import default_release
     from support import ROOT
 
