@@ -266,8 +266,11 @@ def default_precision(target: str, device: str) -> str:
     return "fp16" if device == "gpu" and target in ("tensorrt", "onnxruntime") else "fp32"
 
 
-def check_fp16(module, spec, onnx_path: "Path", images):
-    """The FP16 gate at export time: the FP16 graph in ONNX Runtime vs the FP32 eager module; raises on failure."""
+def check_fp16(module, spec, onnx_path: "Path", images, enforce: bool = True):
+    """The FP16 gate at export time: the FP16 graph in ONNX Runtime vs the FP32 eager module; raises on failure.
+
+    ``enforce=False`` (random weights, ``--weights none``) only warns: an untrained network's near-tied scores
+    reorder under any rounding (measured: Mask R-CNN 75% matched), and its masks mean nothing either way."""
     from export.parity import run_eager, run_onnxruntime
 
     reference = run_eager(module, spec, images)
@@ -279,6 +282,9 @@ def check_fp16(module, spec, onnx_path: "Path", images):
                               f"{want.np_dtype}[batch, {', '.join(map(str, want.dims))}].")
     agreement = fp16_gate(spec.task, reference, candidate, max_detections=spec.max_detections)
     if not agreement.passed:
-        raise ExportError(f"FP16 accuracy gate failed for `{spec.name}` (FP16 ONNX vs FP32 PyTorch): "
-                          f"{agreement.summary}. Export with --precision fp32.")
+        message = (f"FP16 accuracy gate failed for `{spec.name}` (FP16 ONNX vs FP32 PyTorch): {agreement.summary}. "
+                   "Export with --precision fp32.")
+        if enforce:
+            raise ExportError(message)
+        log.warning("%s (not enforced: random weights)", message)
     return agreement

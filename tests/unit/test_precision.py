@@ -60,3 +60,22 @@ def test_the_fp16_graph_computes_what_the_fp32_graph_does():
         None, {"IMAGE": image})[0]
     fp32, fp16 = run(conv_net()), run(convert_to_fp16(conv_net())[0])
     assert np.mean(fp32 == fp16) >= 0.95
+
+
+@pytest.mark.parametrize("enforce", [True, False])
+def test_the_export_time_fp16_gate_raises_unless_the_weights_are_random(monkeypatch, caplog, enforce):
+    import export.parity
+    from export.errors import ExportError
+    from export.precision import check_fp16
+    from export.spec import get_spec
+
+    spec = get_spec("unet").with_options(size=64)
+    mask = np.zeros((1, 64, 64), np.uint8)
+    monkeypatch.setattr(export.parity, "run_eager", lambda module, spec, images: {"MASK": mask})
+    monkeypatch.setattr(export.parity, "run_onnxruntime", lambda path, spec, images: {"MASK": mask + (mask == 0)})
+    if enforce:
+        with pytest.raises(ExportError, match=r"FP16 accuracy gate failed for `unet` .*pixel agreement 0\.0"):
+            check_fp16(None, spec, None, None)
+    else:
+        assert not check_fp16(None, spec, None, None, enforce=False).passed
+        assert "not enforced: random weights" in caplog.text
