@@ -12,6 +12,12 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+MODEL ?= deeplabv3_mobilenet
+URL ?= localhost:$(GRPC_PORT)
+CONCURRENCY ?= 1,2,4,8
+REQUEST_RATE ?=
+PERF_OUT ?= perf-out
+PERF_ARGS ?=
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
@@ -21,13 +27,13 @@ help: ## show this help
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[export,test]'
+	$(VPY) -m pip install -q -e '.[export,test,perf]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP) ## create .venv with the project and its export/test extras
+venv: $(STAMP) ## create .venv with the project and its export/test/perf extras
 
-tools: ## fetch tritonserver (+ its python env), helm, the Gateway API validators, u2netp.onnx and the quokka photo into .tools/ (perf_analyzer: scripts/fetch-tools.sh perf)
-	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton helm gateway u2netp quokka
+tools: ## fetch tritonserver (+ its python env), perf_analyzer, helm, the Gateway API validators, u2netp.onnx and the quokka photo into .tools/
+	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton perf helm gateway u2netp quokka
 
 export: venv ## export the demo models (export.spec.DEMO_MODELS) for the local CPU Triton (MODELS="unet ..." to choose)
 	$(VPY) -m export $(or $(MODELS),$$($(VPY) -c 'from export.spec import DEMO_MODELS; print(*DEMO_MODELS)')) \
@@ -39,6 +45,11 @@ serve: venv tools ## run the local tritonserver on model_repository/ in the fore
 
 demo: venv tools ## export the demo models (u2netp really trained), serve them on a real local Triton, segment images
 	$(VPY) scripts/demo.py --repository $(REPO) --out $(DEMO_OUT)
+
+perf: venv ## load-test MODEL on a running server (URL=host:8001; CONCURRENCY=1,2,4,8; REQUEST_RATE=) -> perf-out/MODEL/
+	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh perf
+	$(VPY) -m loadtest run --model $(MODEL) --url $(URL) --concurrency $(CONCURRENCY) \
+	  $(if $(REQUEST_RATE),--request-rate $(REQUEST_RATE)) --out $(PERF_OUT) $(PERF_ARGS)
 
 test: venv tools ## run the whole test suite (unit, export, integration with the real tritonserver, chart)
 	$(VPY) -m pytest $(PYTEST_ARGS)
@@ -53,4 +64,4 @@ clean: ## remove generated artifacts (keeps .venv and .tools)
 	rm -rf build $(DEMO_OUT) .pytest_cache
 	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 
-.PHONY: help venv tools export serve demo test unit-test chart-test clean
+.PHONY: help venv tools export serve demo perf test unit-test chart-test clean
