@@ -63,6 +63,19 @@ def _tensor(t, label_file: bool = False) -> dict:
     return entry
 
 
+# Dynamic batching differs per device. A GPU runs a batch of 8 in little more than the time of one image, so the
+# spec's queue delay (a couple of milliseconds spent waiting for the preferred batch) buys throughput. On CPU cores a
+# batch costs as much per image as single requests (docs/performance.md: deeplabv3_mobilenet, 2 cores, ONNX Runtime
+# 23.8 img/s at batch 1, 24.8 at batch 2), so any wait is pure latency at low load: the CPU batcher only groups
+# requests that are already queued (no delay; 0 is also what Triton assumes when the field is absent).
+CPU_MAX_QUEUE_DELAY_US = 0
+
+
+def queue_delay_us(spec: ModelSpec, options: ServingOptions) -> int:
+    """The dynamic batcher's max queue delay for ``spec`` served on ``options.device``."""
+    return spec.max_queue_delay_us if options.device == "gpu" else CPU_MAX_QUEUE_DELAY_US
+
+
 def config_dict(spec: ModelSpec, options: ServingOptions) -> dict:
     """The model configuration as a dict in protobuf JSON field names."""
     labelled = {"MASK", "LABELS"}  # outputs that carry class ids
@@ -94,7 +107,7 @@ def config_dict(spec: ModelSpec, options: ServingOptions) -> dict:
     if spec.max_batch_size > 1:
         config["dynamic_batching"] = {
             "preferred_batch_size": list(spec.preferred_batch_sizes),
-            "max_queue_delay_microseconds": spec.max_queue_delay_us,
+            "max_queue_delay_microseconds": queue_delay_us(spec, options),
         }
     if options.trt_accelerator:
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [
