@@ -1,8 +1,9 @@
 """Triton python-backend model for the ``local`` target: the exported ONNX file, run with ONNX Runtime on CPU.
 
 Written into ``<repo>/<model>/1/model.py`` by ``python -m export``; the ONNX file sits beside it. It runs in the
-python backend stub's interpreter: the server's own environment (numpy<2 + onnxruntime, see serve/server.py). Requests that the
-dynamic batcher groups are run as one batch. A request that fails gets an error response; the model keeps serving.
+python backend stub's interpreter: the server's own environment (numpy<2 + onnxruntime, see serve/server.py).
+Requests that the dynamic batcher groups are run as one batch. A request that fails gets an error response; the model
+keeps serving.
 
 Threads: the CPU cores this process may use are shared out among the model's instances (each instance is its own
 stub process), one ONNX Runtime intra-op pool each, sequential execution (no inter-op pool), so instances never

@@ -1,0 +1,331 @@
+"""Serving-overhead benchmark (a script, not a test): what the served path costs against the in-process limit.
+
+    python bench/serving_overhead.py --repository model_repository            # every model in the repository
+    python bench/serving_overhead.py --models deeplabv3_mobilenet --seconds 5 --json bench-out/overhead.json
+
+For every model, in one run on one machine with one thread budget (ONNX Runtime's intra-op threads = the cores this
+process may use, sequential execution, as the tuned local backend does with one instance):
+
+(a) in-process ONNX Runtime on the served ``model.onnx``: img/s at batch 1 and at each batch up to 4 (the best);
+(b) the local Triton serving the same file, measured by the real perf_analyzer at several concurrencies, for each
+    serving variant: ``baseline`` (the pre-tuning settings: the spec's 2 ms queue delay on CPU, ONNX Runtime's default
+    threads) and ``tuned`` (the configs ``python -m export`` writes now); ratios served / in-process at concurrency 1
+    (vs batch 1) and at the best concurrency (vs the best batch), goal >= 0.95;
+(c) the client's own cost for a 1920x1080 JPEG and a 512x512 PNG: decode, letterbox, post-processing of a real
+    served answer; its share of end-to-end latency at concurrency 1;
+(d) bytes on the wire per request (uint8 in, the model's outputs measured as gRPC response bytes) against float32
+    in / float32 logits out.
+
+Timings on a shared machine are noisy: the ratios come from measurements taken side by side in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from client.api import Segmenter, detections_to_original  # noqa: E402
+from client.postprocess import unletterbox_mask  # noqa: E402
+from client.preprocess import letterbox, load_image  # noqa: E402
+from export.config import ServingOptions, config_proto, queue_delay_us  # noqa: E402
+from export.spec import ModelSpec  # noqa: E402
+from loadtest.analyzer import Measurement, find_perf_analyzer  # noqa: E402
+from loadtest.inputs import sample_photos  # noqa: E402
+from loadtest.sweep import Plan, run_sweep  # noqa: E402
+from loadtest.target import probe  # noqa: E402
+
+LOCAL_BACKEND = ROOT / "export" / "local_backend" / "model.py"
+VARIANTS = ("baseline", "tuned")
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- (a) in-process ONNX Runtime ------------------------------------------------------------------------------------
+def session(onnx_path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def spec_of(sess) -> ModelSpec:
+    return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map["segserve.spec"])
+
+
+def images_per_second(sess, canvas: np.ndarray, batch: int, seconds: float) -> float:
+    feed = {sess.get_inputs()[0].name: np.ascontiguousarray(np.repeat(canvas[None], batch, axis=0))}
+    sess.run(None, feed)  # warm-up
+    runs, started = 0, time.perf_counter()
+    while True:
+        sess.run(None, feed)
+        runs += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds and runs >= 2:
+            return runs * batch / elapsed
+
+
+# -- (b) the served variants -----------------------------------------------------------------------------------------
+def variant_config(spec: ModelSpec, variant: str) -> str:
+    """config.pbtxt text of ``spec`` for the local target, as exported now (tuned) or with the pre-tuning settings."""
+    from google.protobuf import text_format
+
+    options = ServingOptions.for_target("local")
+    proto = config_proto(spec, options)
+    if variant == "baseline":
+        if spec.max_batch_size > 1:
+            proto.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
+        proto.parameters["segserve.ort_intra_op_threads"].string_value = "0"  # ONNX Runtime's own default
+    elif variant != "tuned":
+        raise SystemExit(f"error: unknown variant `{variant}`. Available: {', '.join(VARIANTS)}.")
+    return text_format.MessageToString(proto)
+
+
+def build_repository(source: Path, models: dict[str, ModelSpec], variant: str, dest: Path) -> Path:
+    for name, spec in models.items():
+        version = dest / name / "1"
+        version.mkdir(parents=True)
+        os.link(source / name / "1" / "model.onnx", version / "model.onnx")
+        shutil.copy(LOCAL_BACKEND, version / "model.py")
+        shutil.copy(source / name / "labels.txt", dest / name / "labels.txt")
+        (dest / name / "config.pbtxt").write_text(variant_config(spec, variant))
+    return dest
+
+
+# -- (c) client cost ---------------------------------------------------------------------------------------------------
+def client_images() -> dict[str, bytes]:
+    from PIL import Image
+
+    photo = Image.open(sample_photos()[0]).convert("RGB")
+    out = {}
+    for label, size, fmt in (("1920x1080 JPEG", (1920, 1080), "JPEG"), ("512x512 PNG", (512, 512), "PNG")):
+        buf = io.BytesIO()
+        photo.resize(size, Image.BILINEAR).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        out[label] = buf.getvalue()
+    return out
+
+
+def client_cost_ms(data: bytes, spec: ModelSpec, outputs: dict[str, np.ndarray], repeats: int = 5) -> dict[str, float]:
+    """Median ms of decode, letterbox and post-processing of a real served answer."""
+    times = {"decode": [], "letterbox": [], "postprocess": []}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        rgb = load_image(data)
+        t1 = time.perf_counter()
+        _, box = letterbox(rgb, spec.height, spec.width)
+        t2 = time.perf_counter()
+        if spec.task == "semantic":
+            unletterbox_mask(outputs["MASK"][0], box)
+        else:
+            detections_to_original(outputs, box, spec.class_names)
+        t3 = time.perf_counter()
+        for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[key].append(seconds * 1e3)
+    result = {k: float(np.median(v)) for k, v in times.items()}
+    result["total"] = sum(result.values())
+    return result
+
+
+# -- (d) wire bytes ----------------------------------------------------------------------------------------------------
+def float32_bytes(spec: ModelSpec) -> tuple[int, int]:
+    """float32 NCHW input and float32 logits out: per-class logits (semantic) or torchvision's full-resolution float
+    masks [D, 1, H, W] plus boxes/scores/labels (instance)."""
+    pixels = spec.height * spec.width
+    inp = 3 * pixels * 4
+    if spec.task == "semantic":
+        return inp, spec.num_classes * pixels * 4
+    d = spec.max_detections
+    return inp, d * (4 + 1 + 1) * 4 + d * pixels * 4
+
+
+# -- (e) gRPC compression ------------------------------------------------------------------------------------------
+def compression(payload: bytes, level: int = 6, repeats: int = 3) -> dict[str, float]:
+    """gzip (zlib) ratio and median compress + decompress ms of ``payload``; the link speed below which it pays."""
+    import zlib
+
+    times, packed = [], b""
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        packed = zlib.compress(payload, level)
+        zlib.decompress(packed)
+        times.append(time.perf_counter() - t0)
+    cost_s = float(np.median(times))
+    saved = len(payload) - len(packed)
+    return {"ratio": len(payload) / max(1, len(packed)), "ms": cost_s * 1e3,
+            "pays_below_mbit_s": saved * 8 / 1e6 / cost_s if saved > 0 else 0.0}
+
+
+@dataclass
+class Served:
+    by_concurrency: dict[int, tuple[float, float]]  # concurrency -> (infer/s, p50 ms)
+
+    @property
+    def best(self) -> tuple[int, float]:
+        c = max(self.by_concurrency, key=lambda k: self.by_concurrency[k][0])
+        return c, self.by_concurrency[c][0]
+
+
+def serve_and_measure(repo: Path, models: dict[str, ModelSpec], variant: str, concurrency: tuple[int, ...],
+                      inproc_latency_ms: dict[str, float], out: Path, photos: list[Path], stability: int,
+                      want_answers: bool) -> tuple[dict[str, Served], dict[str, tuple[dict, tuple[int, int]]]]:
+    from serve.server import ServerConfig, TritonServer
+
+    config = ServerConfig(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    tool = find_perf_analyzer()
+    served, answers = {}, {}
+    with TritonServer(config, log_path=out / f"tritonserver-{variant}.log") as server:
+        server.wait_ready(900)
+        for name, spec in models.items():
+            # Windows long enough for several requests of a slow model.
+            window = int(max(3000, 4 * inproc_latency_ms[name]))
+            plan = Plan(concurrency=concurrency if spec.max_batch_size > 1 else tuple(c for c in concurrency if c <= 2),
+                        shared_memory="none", measurement=Measurement(window, stability, 6))
+            outcome = run_sweep(probe(server.grpc_url, name), plan, tool, out / variant, photos,
+                                progress=lambda *a, **k: None)
+            if outcome.failed_requests:
+                raise SystemExit(f"error: {outcome.failed_requests} failed requests on `{name}` ({variant})")
+            served[name] = Served({int(r.level): (r.throughput, r.p50_ms) for r in outcome.rows})
+            print(f"  {variant:<8} {name:<20} " + "  ".join(f"c={c}: {t:.2f}/s p50 {p:.0f} ms"
+                                                          for c, (t, p) in served[name].by_concurrency.items()),
+                  flush=True)
+            if want_answers:
+                with Segmenter(server.grpc_url, name) as seg:
+                    canvas, _ = seg.prepare(photos[0])
+                    outputs = seg.infer(canvas[None])
+                    answers[name] = (outputs, seg.last_wire_bytes)
+    return served, answers
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repository", type=Path, default=ROOT / "model_repository",
+                   help="a repository exported with --target local (default: %(default)s)")
+    p.add_argument("--models", nargs="*", help="models to measure (default: every model in the repository)")
+    p.add_argument("--concurrency", default="1,2,4", help="perf_analyzer concurrencies (default: %(default)s)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="serving variants (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds per in-process measurement")
+    p.add_argument("--stability", type=int, default=30, help="perf_analyzer stability percent (default: 30)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench-out", help="CSV/PNG/log folder (default: %(default)s)")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    concurrency = tuple(int(c) for c in args.concurrency.split(","))
+    variants = tuple(v for v in args.variants.split(",") if v)
+    names = args.models or sorted(d.name for d in args.repository.iterdir() if (d / "1" / "model.onnx").is_file())
+    if not names:
+        raise SystemExit(f"error: no exported models in {args.repository}: python -m export ... --target local")
+    photos = sample_photos()
+    print(f"serving-overhead benchmark: {', '.join(names)}; {cores()} cores; variants {', '.join(variants)}",
+          flush=True)
+
+    specs, inproc = {}, {}
+    for name in names:
+        sess = session(args.repository / name / "1" / "model.onnx")
+        spec = specs[name] = spec_of(sess)
+        canvas, _ = letterbox(load_image(photos[0]), spec.height, spec.width)
+        rates = {b: images_per_second(sess, canvas, b, args.seconds)
+                 for b in (1, 2, 4) if b <= max(1, spec.max_batch_size)}
+        inproc[name] = rates
+        print(f"  in-process {name:<20} " + "  ".join(f"b{b}: {r:.2f} img/s" for b, r in rates.items()), flush=True)
+        del sess
+    latency = {n: 1e3 / inproc[n][1] for n in names}
+
+    results = {n: {"spec": {"task": specs[n].task, "size": [specs[n].height, specs[n].width],
+                            "max_batch_size": specs[n].max_batch_size},
+                   "in_process": {str(b): r for b, r in inproc[n].items()}, "served": {}} for n in names}
+    answers = {}
+    for variant in variants:
+        with tempfile.TemporaryDirectory(prefix=f"overhead-{variant}-", dir=args.repository.parent) as tmp:
+            repo = build_repository(args.repository, specs, variant, Path(tmp) / "repo")
+            served, got = serve_and_measure(repo, specs, variant, concurrency, latency, args.out, photos,
+                                            args.stability, want_answers=not answers)
+            answers = answers or got
+        for n in names:
+            s = served[n]
+            best_b = max(inproc[n], key=inproc[n].get)
+            best_c, best_t = s.best
+            results[n]["served"][variant] = {
+                "by_concurrency": {str(c): {"infer_per_s": t, "p50_ms": p} for c, (t, p) in s.by_concurrency.items()},
+                "c1_ratio": s.by_concurrency[1][0] / inproc[n][1],
+                "best_ratio": best_t / inproc[n][best_b], "best_concurrency": best_c, "best_batch": best_b,
+                "queue_delay_us": queue_delay_us(specs[n], ServingOptions.for_target("local"))
+                if variant == "tuned" else (specs[n].max_queue_delay_us if specs[n].max_batch_size > 1 else 0)}
+
+    pictures = client_images()
+    for n in names:
+        outputs, (sent, received) = answers[n]
+        f_in, f_out = float32_bytes(specs[n])
+        c1_ms = results[n]["served"][variants[-1]]["by_concurrency"]["1"]["p50_ms"]
+        results[n]["client"] = {label: client_cost_ms(data, specs[n], outputs) for label, data in pictures.items()}
+        for label, cost in results[n]["client"].items():
+            cost["share_of_end_to_end"] = cost["total"] / (cost["total"] + c1_ms)
+        results[n]["wire"] = {"request_bytes": sent, "response_bytes": received, "float32_request_bytes": f_in,
+                              "float32_response_bytes": f_out, "reduction": (f_in + f_out) / (sent + received)}
+        canvas, _ = letterbox(load_image(photos[0]), specs[n].height, specs[n].width)
+        results[n]["gzip"] = {"request": compression(canvas.tobytes()),
+                              "response": compression(b"".join(np.ascontiguousarray(v).tobytes()
+                                                               for v in outputs.values()))}
+
+    print_report(results, variants)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"cores": cores(), "variants": variants, "models": results}, indent=1))
+        print(f"results: {args.json}")
+    return 0
+
+
+def print_report(results: dict, variants: tuple[str, ...]) -> None:
+    print("\nserved / in-process (goal >= 0.95)")
+    print(f"{'model':<20} {'variant':<9} {'in-proc b1':>10} {'best b':>7} {'served c1':>9} {'best c':>7} "
+          f"{'c1 ratio':>8} {'best ratio':>10}")
+    for n, r in results.items():
+        for v in variants:
+            s = r["served"][v]
+            best_b = s["best_batch"]
+            print(f"{n:<20} {v:<9} {r['in_process']['1']:10.2f} {r['in_process'][str(best_b)]:7.2f} "
+                  f"{s['by_concurrency']['1']['infer_per_s']:9.2f} "
+                  f"{s['by_concurrency'][str(s['best_concurrency'])]['infer_per_s']:7.2f} "
+                  f"{s['c1_ratio']:8.3f} {s['best_ratio']:10.3f}   (best: batch {best_b}, concurrency "
+                  f"{s['best_concurrency']}; queue delay {s['queue_delay_us']} us)")
+    print("\nclient cost (decode + letterbox + post-processing, median ms) and its share of end-to-end latency at c=1")
+    for n, r in results.items():
+        parts = [f"{label}: {c['decode']:.1f} + {c['letterbox']:.1f} + {c['postprocess']:.1f} = {c['total']:.1f} ms "
+                 f"({c['share_of_end_to_end']:.1%})" for label, c in r["client"].items()]
+        print(f"{n:<20} " + "; ".join(parts))
+    print("\nbytes on the wire per request: uint8 in + served outputs vs float32 in + float32 logits out")
+    for n, r in results.items():
+        w = r["wire"]
+        print(f"{n:<20} {w['request_bytes']:>10,} + {w['response_bytes']:>9,} B vs {w['float32_request_bytes']:>10,} "
+              f"+ {w['float32_response_bytes']:>12,} B: {w['reduction']:.1f}x less")
+    print("\ngzip (level 6) on the wire: ratio, compress + decompress ms, and the link speed below which it pays")
+    for n, r in results.items():
+        print(f"{n:<20} " + "; ".join(f"{k}: {g['ratio']:.1f}x in {g['ms']:.1f} ms, pays below "
+                                       f"{g['pays_below_mbit_s']:,.0f} Mbit/s" for k, g in r["gzip"].items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Load-test smoke: the real perf_analyzer against the real local tritonserver for a few seconds on the smallest
+model, as `make perf` runs it. No speed thresholds: zero failed requests, the CSV columns, the PNG."""
+
+from __future__ import annotations
+
+import csv
+import secrets
+
+import pytest
+
+from support import TOOLS, free_port
+
+pytestmark = pytest.mark.integration
+
+if not (TOOLS / "triton" / ".complete").exists():
+    pytest.skip("tritonserver not fetched: run `make tools`", allow_module_level=True)
+if not (TOOLS / "perf_analyzer" / ".complete").exists():
+    pytest.skip("perf_analyzer not fetched: run `make tools` (scripts/fetch-tools.sh perf)", allow_module_level=True)
+
+MODEL = "deeplabv3_mobilenet"
+ADMIN_KEY = secrets.token_hex(8)
+# A few short windows per level; stability 100% accepts any three windows: this checks the pipeline, not speed.
+QUICK = ["--window-ms", "1000", "--stability", "100", "--max-trials", "3"]
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    """The small exports on a real tritonserver whose shared-memory API needs the admin key (contract 3)."""
+    from serve.server import ServerConfig, TritonServer
+
+    restricted = f"shared-memory:segserve-admin-key={ADMIN_KEY}"
+    config = ServerConfig(exported["_repository"], http_port=free_port(), grpc_port=free_port(),
+                          metrics_port=free_port(),
+                          extra_args=(f"--grpc-restricted-protocol={restricted}",
+                                      f"--http-restricted-api={restricted}"))
+    with TritonServer(config, log_path=tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
+        triton.wait_ready(300)
+        yield triton
+
+
+def test_load_test_writes_csv_and_png_with_no_failed_request(server, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from loadtest.__main__ import main
+    from loadtest.report import REQUIRED
+    from loadtest.target import statistics
+
+    monkeypatch.setenv("SEGSERVE_ADMIN_KEY", ADMIN_KEY)
+    before = statistics(server.grpc_url, MODEL)
+    code = main(["run", "--model", MODEL, "--url", server.grpc_url, "--concurrency", "1,2", "--out",
+                 str(tmp_path), *QUICK])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    after = statistics(server.grpc_url, MODEL)
+    assert after["fail"] == before["fail"]
+    assert after["success"] > before["success"]
+    assert "0 failed" in out
+
+    folder = tmp_path / MODEL
+    with (folder / f"{MODEL}.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert set(REQUIRED) <= set(reader.fieldnames)
+    assert [(r["mode"], r["load"], r["level"]) for r in rows] == [
+        ("grpc", "concurrency", "1"), ("grpc", "concurrency", "2"),
+        ("system-shm", "concurrency", "1"), ("system-shm", "concurrency", "2")]
+    assert all(float(r["Inferences/Second"]) > 0 and float(r["Server Compute Infer"]) > 0 for r in rows)
+    with Image.open(folder / f"{MODEL}.png") as png:
+        assert png.format == "PNG" and png.width > 600
+    # The input data are the sample photos letterboxed to the served size, not random bytes.
+    assert (folder / "input_data.json").stat().st_size > 2 * 128 * 128 * 3
+
+
+def test_shared_memory_without_the_admin_key_is_a_one_line_error(server, tmp_path, monkeypatch, capsys):
+    from loadtest.__main__ import main
+
+    monkeypatch.delenv("SEGSERVE_ADMIN_KEY", raising=False)
+    code = main(["run", "--model", MODEL, "--url", server.grpc_url, "--concurrency", "1", "--shared-memory",
+                 "system", "--out", str(tmp_path), *QUICK])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "restricted" in err[0] and "SEGSERVE_ADMIN_KEY" in err[0]
+
+
+def test_model_not_served_lists_the_served_ones(server, tmp_path, capsys):
+    from loadtest.__main__ import main
+
+    assert main(["run", "--model", "unett", "--url", server.grpc_url, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "`unett` is not served READY" in err and MODEL in err
+
+
+def test_input_data_command_writes_the_served_input(server, tmp_path, capsys):
+    import json
+
+    from loadtest.__main__ import main
+
+    target = tmp_path / "data.json"
+    assert main(["input-data", "--model", MODEL, "--url", server.grpc_url, "--out", str(target)]) == 0
+    entry = json.loads(target.read_text())["data"][0]["IMAGE"]
+    assert entry["shape"] == [128, 128, 3]
