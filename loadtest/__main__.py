@@ -78,9 +78,10 @@ def parser() -> argparse.ArgumentParser:
     _target_args(data)
     data.add_argument("--out", type=Path, required=True, help="JSON file to write")
 
-    redraw = sub.add_parser("plot", help="redraw the PNG from a merged CSV",
-                            description="Redraw MODEL.png from a merged CSV written by `run`.")
-    redraw.add_argument("csv", type=Path, help="merged CSV")
+    redraw = sub.add_parser("plot", help="draw the PNG of a CSV (merged, or perf_analyzer's own)",
+                            description="Draw CSV.png from a merged CSV written by `run`, or from perf_analyzer's "
+                                        "own -f CSV (e.g. copied back from an in-cluster run).")
+    redraw.add_argument("csv", type=Path, help="merged or perf_analyzer CSV")
     redraw.add_argument("--title", default=None, help="plot title (default: the CSV's name)")
     return p
 
@@ -126,9 +127,9 @@ def cmd_input_data(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from loadtest.report import plot, read_merged_csv
+    from loadtest.report import plot, read_any_csv
 
-    png = plot(read_merged_csv(args.csv), args.csv.with_suffix(".png"), args.title or args.csv.stem)
+    png = plot(read_any_csv(args.csv), args.csv.with_suffix(".png"), args.title or args.csv.stem)
     print(png)
     return 0
 

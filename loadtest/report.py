@@ -67,6 +67,15 @@ def read_perf_csv(path: Path, mode: str) -> list[Row]:
     return rows
 
 
+def read_any_csv(path: Path) -> list[Row]:
+    """A merged CSV, or perf_analyzer's own (e.g. copied back from an in-cluster run: mode ``grpc``)."""
+    if not path.is_file():
+        raise LoadTestError(f"No such CSV `{path}`.")
+    with path.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    return read_merged_csv(path) if header[:3] == list(MERGED_PREFIX) else read_perf_csv(path, "grpc")
+
+
 def read_merged_csv(path: Path) -> list[Row]:
     """The rows of a merged CSV written by ``write_merged_csv``."""
     if not path.is_file():

@@ -157,6 +157,16 @@ def test_csv_rows_merge_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_command_takes_merged_or_perf_analyzer_csv(tmp_path, capsys):
+    from loadtest.__main__ import main
+
+    (tmp_path / "pa.csv").write_text(PA_CSV)
+    assert main(["plot", str(tmp_path / "pa.csv")]) == 0
+    assert (tmp_path / "pa.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(tmp_path / "none.csv")]) == 1
+    assert "No such CSV" in capsys.readouterr().err
+
+
 def test_a_csv_without_perf_analyzer_columns_is_refused(tmp_path):
     from loadtest.report import read_perf_csv
 
