@@ -196,11 +196,12 @@ def failure_reason(log: Path) -> str:
             reason = line
             break
     else:
-        failures = [ln for ln in lines if ln.lower().startswith(("failed", "thread [")) or "unable to" in ln.lower()]
+        failures = [ln for ln in lines if ln.lower().startswith(("failed", "thread [", "no valid requests"))
+                    or "unable to" in ln.lower()]
         reason = failures[-1] if failures else (lines[-1] if lines else "no output")
     if "restricted" in reason:
         reason += (" - the server restricts this API: export SEGSERVE_ADMIN_KEY=<its admin key> "
                    "(or run with --shared-memory none)")
-    elif "stable measurement" in reason:
+    elif "stable measurement" in reason or "larger time window" in reason:
         reason += " - the machine is busy or the model slow: raise --window-ms or --stability"
     return reason
