@@ -9,8 +9,9 @@ process may use, sequential execution, as the tuned local backend does with one 
 (a) in-process ONNX Runtime on the served ``model.onnx``: img/s at batch 1 and at each batch up to 4 (the best);
 (b) the local Triton serving the same file, measured by the real perf_analyzer at several concurrencies, for each
     serving variant: ``baseline`` (the pre-tuning settings: the spec's 2 ms queue delay on CPU, ONNX Runtime's default
-    threads) and ``tuned`` (the configs ``python -m export`` writes now); ratios served / in-process at concurrency 1
-    (vs batch 1) and at the best concurrency (vs the best batch), goal >= 0.95;
+    threads) and ``tuned`` (the configs ``python -m export`` writes now), optionally ``nospin`` (tuned, ONNX Runtime's
+    idle workers yield) and ``2inst`` (tuned, two instances sharing the cores); ratios served / in-process at
+    concurrency 1 (vs batch 1) and at the best concurrency (vs the best batch), goal >= 0.95;
 (c) the client's own cost for a 1920x1080 JPEG and a 512x512 PNG: decode, letterbox, post-processing of a real
     served answer; its share of end-to-end latency at concurrency 1;
 (d) bytes on the wire per request (uint8 in, the model's outputs measured as gRPC response bytes) against float32
@@ -49,7 +50,7 @@ from loadtest.sweep import Plan, run_sweep  # noqa: E402
 from loadtest.target import probe  # noqa: E402
 
 LOCAL_BACKEND = ROOT / "export" / "local_backend" / "model.py"
-VARIANTS = ("baseline", "tuned")
+VARIANTS = ("baseline", "tuned", "nospin", "2inst")  # the first two run by default
 
 
 def cores() -> int:
@@ -101,6 +102,10 @@ def variant_config(spec: ModelSpec, variant: str) -> str:
         if spec.max_batch_size > 1:
             proto.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
         proto.parameters["segserve.ort_intra_op_threads"].string_value = "0"  # ONNX Runtime's own default
+    elif variant == "nospin":  # ONNX Runtime's idle workers yield instead of spinning
+        proto.parameters["segserve.ort_allow_spinning"].string_value = "0"
+    elif variant == "2inst":  # two instances, the cores shared out (one intra-op thread each on 2 cores)
+        proto.instance_group[0].count = 2
     elif variant != "tuned":
         raise SystemExit(f"error: unknown variant `{variant}`. Available: {', '.join(VARIANTS)}.")
     return text_format.MessageToString(proto)
@@ -190,6 +195,14 @@ class Served:
         return c, self.by_concurrency[c][0]
 
 
+def levels_for(spec: ModelSpec, concurrency: tuple[int, ...], latency_ms: float) -> tuple[int, ...]:
+    """The concurrency levels worth their time: a model slower than a second per image gets 1 and 2 (just 1 when
+    it does not batch: with one instance more requests in flight only queue), each window ~3 requests long."""
+    if latency_ms <= 1000:
+        return concurrency
+    return (1, 2) if spec.max_batch_size > 1 else (1,)
+
+
 def serve_and_measure(repo: Path, models: dict[str, ModelSpec], variant: str, concurrency: tuple[int, ...],
                       inproc_latency_ms: dict[str, float], out: Path, photos: list[Path], stability: int,
                       want_answers: bool) -> tuple[dict[str, Served], dict[str, tuple[dict, tuple[int, int]]]]:
@@ -201,10 +214,8 @@ def serve_and_measure(repo: Path, models: dict[str, ModelSpec], variant: str, co
     with TritonServer(config, log_path=out / f"tritonserver-{variant}.log") as server:
         server.wait_ready(900)
         for name, spec in models.items():
-            # Windows long enough for several requests of a slow model.
-            window = int(max(3000, 4 * inproc_latency_ms[name]))
-            plan = Plan(concurrency=concurrency if spec.max_batch_size > 1 else tuple(c for c in concurrency if c <= 2),
-                        shared_memory="none", measurement=Measurement(window, stability, 6))
+            plan = Plan(concurrency=levels_for(spec, concurrency, inproc_latency_ms[name]), shared_memory="none",
+                        measurement=Measurement(int(max(3000, 3 * inproc_latency_ms[name])), stability, 4))
             outcome = run_sweep(probe(server.grpc_url, name), plan, tool, out / variant, photos,
                                 progress=lambda *a, **k: None)
             if outcome.failed_requests:
@@ -227,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a repository exported with --target local (default: %(default)s)")
     p.add_argument("--models", nargs="*", help="models to measure (default: every model in the repository)")
     p.add_argument("--concurrency", default="1,2,4", help="perf_analyzer concurrencies (default: %(default)s)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="serving variants (default: %(default)s)")
-    p.add_argument("--seconds", type=float, default=8.0, help="seconds per in-process measurement")
+    p.add_argument("--variants", default="baseline,tuned",
+                   help=f"serving variants, from {', '.join(VARIANTS)} (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=6.0, help="seconds per in-process measurement")
     p.add_argument("--stability", type=int, default=30, help="perf_analyzer stability percent (default: 30)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-out", help="CSV/PNG/log folder (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -247,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         sess = session(args.repository / name / "1" / "model.onnx")
         spec = specs[name] = spec_of(sess)
         canvas, _ = letterbox(load_image(photos[0]), spec.height, spec.width)
-        rates = {b: images_per_second(sess, canvas, b, args.seconds)
-                 for b in (1, 2, 4) if b <= max(1, spec.max_batch_size)}
+        rates = {1: images_per_second(sess, canvas, 1, args.seconds)}
+        for b in (2, 4) if rates[1] > 1 else (2,):  # a slow model: batch 2 shows the trend
+            if b <= spec.max_batch_size:
+                rates[b] = images_per_second(sess, canvas, b, args.seconds)
         inproc[name] = rates
         print(f"  in-process {name:<20} " + "  ".join(f"b{b}: {r:.2f} img/s" for b, r in rates.items()), flush=True)
         del sess
@@ -272,14 +286,14 @@ def main(argv: list[str] | None = None) -> int:
                 "by_concurrency": {str(c): {"infer_per_s": t, "p50_ms": p} for c, (t, p) in s.by_concurrency.items()},
                 "c1_ratio": s.by_concurrency[1][0] / inproc[n][1],
                 "best_ratio": best_t / inproc[n][best_b], "best_concurrency": best_c, "best_batch": best_b,
-                "queue_delay_us": queue_delay_us(specs[n], ServingOptions.for_target("local"))
-                if variant == "tuned" else (specs[n].max_queue_delay_us if specs[n].max_batch_size > 1 else 0)}
+                "queue_delay_us": (specs[n].max_queue_delay_us if specs[n].max_batch_size > 1 else 0)
+                if variant == "baseline" else queue_delay_us(specs[n], ServingOptions.for_target("local"))}
 
     pictures = client_images()
     for n in names:
         outputs, (sent, received) = answers[n]
         f_in, f_out = float32_bytes(specs[n])
-        c1_ms = results[n]["served"][variants[-1]]["by_concurrency"]["1"]["p50_ms"]
+        c1_ms = results[n]["served"]["tuned" if "tuned" in variants else variants[-1]]["by_concurrency"]["1"]["p50_ms"]
         results[n]["client"] = {label: client_cost_ms(data, specs[n], outputs) for label, data in pictures.items()}
         for label, cost in results[n]["client"].items():
             cost["share_of_end_to_end"] = cost["total"] / (cost["total"] + c1_ms)
