@@ -86,6 +86,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _call_headers(args) -> dict[str, str] | None:
+    """Metadata for our own gRPC calls: --header values, plus the admin key when SEGSERVE_ADMIN_KEY is set (a
+    restricted server may also guard the repository index that lists the served models)."""
+    from loadtest.sweep import admin_headers
+
+    return {**dict(args.header), **dict(admin_headers())} or None
+
+
 def _images(args) -> list[Path]:
     from loadtest.inputs import sample_photos
 
@@ -102,7 +110,7 @@ def cmd_run(args) -> int:
     plan = Plan(concurrency=args.concurrency, request_rates=args.request_rate, shared_memory=args.shared_memory,
                 shm_concurrency=args.shm_concurrency, compression=args.compression, headers=tuple(args.header),
                 measurement=Measurement(args.window_ms, args.stability, args.max_trials))
-    target = probe(args.url, args.model, args.timeout, dict(args.header) or None)
+    target = probe(args.url, args.model, args.timeout, _call_headers(args))
     print(f"load test of `{target.model}` on {target.server_version} at {target.url} with {tool.binary}", flush=True)
     outcome = run_sweep(target, plan, tool, args.out, _images(args))
     for note in outcome.notes:
@@ -119,7 +127,7 @@ def cmd_input_data(args) -> int:
     from loadtest.inputs import write_input_data
     from loadtest.target import probe
 
-    target = probe(args.url, args.model, args.timeout, dict(args.header) or None)
+    target = probe(args.url, args.model, args.timeout, _call_headers(args))
     path = write_input_data(args.out, _images(args), target.info.input_name, target.info.height, target.info.width)
     print(f"{path}: {len(_images(args))} images as `{target.info.input_name}` "
           f"[{target.info.height}, {target.info.width}, 3] uint8")

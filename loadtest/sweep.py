@@ -93,7 +93,8 @@ def run_sweep(target: Target, plan: Plan, tool: PerfAnalyzer, out: Path, images:
                                                shared_memory="system",
                                                output_shared_memory_bytes=target.largest_output_bytes,
                                                **shm_base)))
-    before = statistics(target.url, target.model, dict(plan.headers) or None)
+    call_headers = {**dict(plan.headers), **dict(admin_headers())} or None
+    before = statistics(target.url, target.model, call_headers)
     rows: list[Row] = []
     for mode, run in runs:
         progress(f"  {target.model}: {mode} {run.load.label} ...", flush=True)
@@ -101,7 +102,7 @@ def run_sweep(target: Target, plan: Plan, tool: PerfAnalyzer, out: Path, images:
         rows += read_perf_csv(run.csv, mode)
         progress(f"    {rows[-1].throughput:.2f} infer/s, p50 {rows[-1].p50_ms:.1f} ms, p99 {rows[-1].p99_ms:.1f} ms",
                  flush=True)
-    after = statistics(target.url, target.model, dict(plan.headers) or None)
+    after = statistics(target.url, target.model, call_headers)
     csv_path = write_merged_csv(rows, folder / f"{target.model}.csv")
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     png = plot(rows, folder / f"{target.model}.png", f"{target.model} on {target.server_version} at {target.url}"
