@@ -48,8 +48,8 @@ def test_load_test_writes_csv_and_png_with_no_failed_request(server, tmp_path, m
 
     monkeypatch.setenv("SEGSERVE_ADMIN_KEY", ADMIN_KEY)
     before = statistics(server.grpc_url, MODEL)
-    code = main(["run", "--model", MODEL, "--url", server.grpc_url, "--concurrency", "1,2", "--out",
-                 str(tmp_path), *QUICK])
+    code = main(["run", "--model", MODEL, "--url", server.grpc_url, "--concurrency", "1,2", "--request-rate", "4",
+                 "--shm-concurrency", "2", "--out", str(tmp_path), *QUICK])
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, out + captured.err
@@ -64,8 +64,8 @@ def test_load_test_writes_csv_and_png_with_no_failed_request(server, tmp_path, m
         rows = list(reader)
     assert set(REQUIRED) <= set(reader.fieldnames)
     assert [(r["mode"], r["load"], r["level"]) for r in rows] == [
-        ("grpc", "concurrency", "1"), ("grpc", "concurrency", "2"),
-        ("system-shm", "concurrency", "1"), ("system-shm", "concurrency", "2")]
+        ("grpc", "concurrency", "1"), ("grpc", "concurrency", "2"), ("grpc", "request_rate", "4"),
+        ("system-shm", "concurrency", "2")]
     assert all(float(r["Inferences/Second"]) > 0 and float(r["Server Compute Infer"]) > 0 for r in rows)
     with Image.open(folder / f"{MODEL}.png") as png:
         assert png.format == "PNG" and png.width > 600
