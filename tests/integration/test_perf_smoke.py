@@ -84,6 +84,20 @@ def test_shared_memory_without_the_admin_key_is_a_one_line_error(server, tmp_pat
     assert len(err) == 1 and "restricted" in err[0] and "SEGSERVE_ADMIN_KEY" in err[0]
 
 
+def test_auto_mode_without_the_key_keeps_the_network_results(server, tmp_path, monkeypatch, capsys):
+    """`make perf` against a restricted `make serve` with no key in the environment still leaves CSV and PNG."""
+    from loadtest.__main__ import main
+
+    monkeypatch.delenv("SEGSERVE_ADMIN_KEY", raising=False)
+    assert main(["run", "--model", MODEL, "--url", server.grpc_url, "--concurrency", "1", "--out", str(tmp_path),
+                 *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert "shared-memory run skipped" in out and "SEGSERVE_ADMIN_KEY" in out
+    assert (tmp_path / MODEL / f"{MODEL}.png").is_file()
+    with (tmp_path / MODEL / f"{MODEL}.csv").open(newline="") as f:
+        assert [r["mode"] for r in csv.DictReader(f)] == ["grpc"]
+
+
 def test_model_not_served_lists_the_served_ones(server, tmp_path, capsys):
     from loadtest.__main__ import main
 

@@ -222,3 +222,22 @@ def test_loadtest_imports_without_torch_or_onnxruntime():
             "print(sorted(heavy))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_regions_left_by_a_failed_shared_memory_run_are_removed():
+    import os
+    import secrets
+    import time
+
+    names = (f"SEGSERVE_TEST_{secrets.token_hex(4)}", f"SEGSERVE_TEST_{secrets.token_hex(4)}")
+    fresh, old = (Path("/dev/shm") / n for n in names)
+    since = time.time()
+    fresh.write_bytes(b"x")
+    old.write_bytes(b"x")
+    os.utime(old, (since - 60, since - 60))
+    try:
+        run_for(tensor_names=names)._remove_leftover_regions(since - 1)
+        assert not fresh.exists() and old.exists()  # only what this run created
+    finally:
+        old.unlink(missing_ok=True)
+        fresh.unlink(missing_ok=True)
