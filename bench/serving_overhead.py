@@ -79,16 +79,39 @@ def spec_of(sess) -> ModelSpec:
     return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map["segserve.spec"])
 
 
-def images_per_second(sess, canvas: np.ndarray, batch: int, seconds: float) -> float:
+def images_per_second(sess, canvas: np.ndarray, batch: int, seconds: float) -> tuple[float, float]:
+    """(images per second of wall time, CPU seconds per image): the second survives a machine shared with others."""
     feed = {sess.get_inputs()[0].name: np.ascontiguousarray(np.repeat(canvas[None], batch, axis=0))}
     sess.run(None, feed)  # warm-up
-    runs, started = 0, time.perf_counter()
+    runs, started, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         sess.run(None, feed)
         runs += 1
         elapsed = time.perf_counter() - started
         if elapsed >= seconds and runs >= 2:
-            return runs * batch / elapsed
+            return runs * batch / elapsed, (time.process_time() - cpu) / (runs * batch)
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants (Triton and its python stubs)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        stats[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
 
 
 # -- (b) the served variants -----------------------------------------------------------------------------------------
@@ -188,6 +211,7 @@ def compression(payload: bytes, level: int = 6, repeats: int = 3) -> dict[str, f
 @dataclass
 class Served:
     by_concurrency: dict[int, tuple[float, float]]  # concurrency -> (infer/s, p50 ms)
+    cpu_s_per_request: float  # server CPU (Triton + stubs) per request over the whole sweep
 
     @property
     def best(self) -> tuple[int, float]:
@@ -216,14 +240,17 @@ def serve_and_measure(repo: Path, models: dict[str, ModelSpec], variant: str, co
         for name, spec in models.items():
             plan = Plan(concurrency=levels_for(spec, concurrency, inproc_latency_ms[name]), shared_memory="none",
                         measurement=Measurement(int(max(5000, 4 * inproc_latency_ms[name])), stability, 3))
+            cpu = process_tree_cpu_s(server.process.pid)
             outcome = run_sweep(probe(server.grpc_url, name), plan, tool, out / variant, photos,
                                 progress=lambda *a, **k: None)
+            cpu = process_tree_cpu_s(server.process.pid) - cpu
             if outcome.failed_requests:
                 raise SystemExit(f"error: {outcome.failed_requests} failed requests on `{name}` ({variant})")
-            served[name] = Served({int(r.level): (r.throughput, r.p50_ms) for r in outcome.rows})
+            served[name] = Served({int(r.level): (r.throughput, r.p50_ms) for r in outcome.rows},
+                                  cpu / max(1, outcome.succeeded_requests))
             print(f"  {variant:<8} {name:<20} " + "  ".join(f"c={c}: {t:.2f}/s p50 {p:.0f} ms"
-                                                          for c, (t, p) in served[name].by_concurrency.items()),
-                  flush=True)
+                                                          for c, (t, p) in served[name].by_concurrency.items())
+                  + f"  server CPU {served[name].cpu_s_per_request * 1e3:.0f} ms/request", flush=True)
             if want_answers:
                 with Segmenter(server.grpc_url, name) as seg:
                     canvas, _ = seg.prepare(photos[0])
@@ -233,6 +260,9 @@ def serve_and_measure(repo: Path, models: dict[str, ModelSpec], variant: str, co
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the server stops, temporary repos go
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repository", type=Path, default=ROOT / "model_repository",
                    help="a repository exported with --target local (default: %(default)s)")
@@ -256,23 +286,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving-overhead benchmark: {', '.join(names)}; {cores()} cores; variants {', '.join(variants)}",
           flush=True)
 
-    specs, inproc = {}, {}
+    specs, inproc, inproc_cpu = {}, {}, {}
     for name in names:
         sess = session(args.repository / name / "1" / "model.onnx")
         spec = specs[name] = spec_of(sess)
         canvas, _ = letterbox(load_image(photos[0]), spec.height, spec.width)
-        rates = {1: images_per_second(sess, canvas, 1, args.seconds)}
-        for b in (2, 4) if rates[1] > 1 else (2,):  # a slow model: batch 2 shows the trend
+        measured = {1: images_per_second(sess, canvas, 1, args.seconds)}
+        for b in (2, 4) if measured[1][0] > 1 else (2,):  # a slow model: batch 2 shows the trend
             if b <= spec.max_batch_size:
-                rates[b] = images_per_second(sess, canvas, b, args.seconds)
-        inproc[name] = rates
-        print(f"  in-process {name:<20} " + "  ".join(f"b{b}: {r:.2f} img/s" for b, r in rates.items()), flush=True)
+                measured[b] = images_per_second(sess, canvas, b, args.seconds)
+        inproc[name] = rates = {b: m[0] for b, m in measured.items()}
+        inproc_cpu[name] = measured[1][1]
+        print(f"  in-process {name:<20} " + "  ".join(f"b{b}: {r:.2f} img/s" for b, r in rates.items())
+              + f"  CPU {inproc_cpu[name] * 1e3:.0f} ms/image at b1", flush=True)
         del sess
     latency = {n: 1e3 / inproc[n][1] for n in names}
 
     results = {n: {"spec": {"task": specs[n].task, "size": [specs[n].height, specs[n].width],
                             "max_batch_size": specs[n].max_batch_size},
-                   "in_process": {str(b): r for b, r in inproc[n].items()}, "served": {}} for n in names}
+                   "in_process": {str(b): r for b, r in inproc[n].items()},
+                   "in_process_cpu_ms_per_image": inproc_cpu[n] * 1e3, "served": {}} for n in names}
     answers = {}
     for variant in variants:
         with tempfile.TemporaryDirectory(prefix=f"overhead-{variant}-", dir=args.repository.parent) as tmp:
@@ -288,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                 "by_concurrency": {str(c): {"infer_per_s": t, "p50_ms": p} for c, (t, p) in s.by_concurrency.items()},
                 "c1_ratio": s.by_concurrency[1][0] / inproc[n][1],
                 "best_ratio": best_t / inproc[n][best_b], "best_concurrency": best_c, "best_batch": best_b,
+                "server_cpu_ms_per_request": s.cpu_s_per_request * 1e3,
+                "cpu_ratio": inproc_cpu[n] / s.cpu_s_per_request,
                 "queue_delay_us": (specs[n].max_queue_delay_us if specs[n].max_batch_size > 1 else 0)
                 if variant == "baseline" else queue_delay_us(specs[n], ServingOptions.for_target("local"))}
 
@@ -315,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_report(results: dict, variants: tuple[str, ...]) -> None:
-    print("\nserved / in-process (goal >= 0.95)")
+    print("\nserved / in-process (goal >= 0.95): throughput ratios (wall clock, noisy on a shared machine) and the CPU "
+          "ratio (in-process CPU per image at batch 1 / server CPU per request, Triton + stub processes)")
     print(f"{'model':<20} {'variant':<9} {'in-proc b1':>10} {'best b':>7} {'served c1':>9} {'best c':>7} "
-          f"{'c1 ratio':>8} {'best ratio':>10}")
+          f"{'c1 ratio':>8} {'best ratio':>10} {'CPU ratio':>9}")
     for n, r in results.items():
         for v in variants:
             s = r["served"][v]
@@ -325,8 +361,9 @@ def print_report(results: dict, variants: tuple[str, ...]) -> None:
             print(f"{n:<20} {v:<9} {r['in_process']['1']:10.2f} {r['in_process'][str(best_b)]:7.2f} "
                   f"{s['by_concurrency']['1']['infer_per_s']:9.2f} "
                   f"{s['by_concurrency'][str(s['best_concurrency'])]['infer_per_s']:7.2f} "
-                  f"{s['c1_ratio']:8.3f} {s['best_ratio']:10.3f}   (best: batch {best_b}, concurrency "
-                  f"{s['best_concurrency']}; queue delay {s['queue_delay_us']} us)")
+                  f"{s['c1_ratio']:8.3f} {s['best_ratio']:10.3f} {s['cpu_ratio']:9.3f}   (best: batch {best_b}, c="
+                  f"{s['best_concurrency']}; queue delay {s['queue_delay_us']} us; server CPU "
+                  f"{s['server_cpu_ms_per_request']:.0f} vs {r['in_process_cpu_ms_per_image']:.0f} ms in-process)")
     print("\nclient cost (decode + letterbox + post-processing, median ms) and its share of end-to-end latency at c=1")
     for n, r in results.items():
         parts = [f"{label}: {c['decode']:.1f} + {c['letterbox']:.1f} + {c['postprocess']:.1f} = {c['total']:.1f} ms "
