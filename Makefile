@@ -47,7 +47,7 @@ demo: venv tools ## export the demo models (u2netp really trained), serve them o
 	$(VPY) scripts/demo.py --repository $(REPO) --out $(DEMO_OUT)
 
 perf: venv ## load-test MODEL on a running server (URL=host:8001; CONCURRENCY=1,2,4,8; REQUEST_RATE=) -> perf-out/MODEL/
-	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh perf
+	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh perf quokka
 	$(VPY) -m loadtest run --model $(MODEL) --url $(URL) --concurrency $(CONCURRENCY) \
 	  $(if $(REQUEST_RATE),--request-rate $(REQUEST_RATE)) --out $(PERF_OUT) $(PERF_ARGS)
 

@@ -17,12 +17,17 @@ from client.errors import ClientError
 from client.preprocess import letterbox, load_image
 from loadtest.errors import LoadTestError
 
-# Real photographs shipped inside matplotlib (the `perf` extra): a portrait and an indoor still life.
+# Real photographs shipped inside matplotlib (the `perf` extra): a portrait and an indoor still life; plus imgaug's
+# quokka photo when `scripts/fetch-tools.sh quokka` has fetched it (sha256-pinned in export/data/assets.json).
 MATPLOTLIB_PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+QUOKKA = ("quokka", "imgaug/quokka.jpg")
 
 
 def sample_photos() -> list[Path]:
-    """The bundled sample photos (matplotlib's sample_data)."""
+    """The bundled sample photos (matplotlib's sample_data), and the fetched quokka photo if present."""
+    from export.errors import ExportError
+    from export.importer.builtin import fetched_file
+
     try:
         import matplotlib
     except ImportError:
@@ -30,6 +35,10 @@ def sample_photos() -> list[Path]:
                             "(or pass --image FILE).") from None
     folder = Path(matplotlib.get_data_path()) / "sample_data"
     photos = [folder / name for name in MATPLOTLIB_PHOTOS if (folder / name).is_file()]
+    try:
+        photos.append(fetched_file(*QUOKKA))
+    except ExportError:
+        pass  # not fetched (or not the pinned file): the matplotlib photos suffice
     if not photos:
         raise LoadTestError(f"No sample photos in {folder}: pass --image FILE.")
     return photos

@@ -117,7 +117,7 @@ def test_input_data_is_the_client_letterbox_of_each_photo(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "a.png")
     photos = sample_photos()
-    assert photos and all(p.is_file() for p in photos)
+    assert len(photos) >= 2 and all(p.is_file() for p in photos)
     document = input_data([tmp_path / "a.png", *photos], "IMAGE", 64, 96)
     assert len(document["data"]) == 1 + len(photos)
     first = document["data"][0]["IMAGE"]
@@ -241,3 +241,15 @@ def test_regions_left_by_a_failed_shared_memory_run_are_removed():
     finally:
         old.unlink(missing_ok=True)
         fresh.unlink(missing_ok=True)
+
+
+def test_the_fetched_quokka_photo_joins_the_samples(monkeypatch, tmp_path):
+    from export.importer.builtin import asset_path
+    from loadtest.inputs import QUOKKA, sample_photos
+
+    path, _ = asset_path(*QUOKKA)
+    if not path.is_file():
+        pytest.skip("quokka not fetched: scripts/fetch-tools.sh quokka")
+    assert path in sample_photos()
+    monkeypatch.setenv("SEGSERVE_TOOLS", str(tmp_path))  # not fetched there: only matplotlib's photos
+    assert all("quokka" not in p.name for p in sample_photos())
