@@ -29,11 +29,13 @@ def server(exported, tmp_path_factory):
     """The small exports on a real tritonserver whose shared-memory API needs the admin key (contract 3)."""
     from serve.server import ServerConfig, TritonServer
 
-    restricted = f"shared-memory:segserve-admin-key={ADMIN_KEY}"
+    if "admin_key" in ServerConfig.__dataclass_fields__:  # serve restricts its APIs itself (issue #13)
+        restriction = {"admin_key": ADMIN_KEY}
+    else:
+        flag = f"shared-memory:segserve-admin-key={ADMIN_KEY}"
+        restriction = {"extra_args": (f"--grpc-restricted-protocol={flag}", f"--http-restricted-api={flag}")}
     config = ServerConfig(exported["_repository"], http_port=free_port(), grpc_port=free_port(),
-                          metrics_port=free_port(),
-                          extra_args=(f"--grpc-restricted-protocol={restricted}",
-                                      f"--http-restricted-api={restricted}"))
+                          metrics_port=free_port(), **restriction)
     with TritonServer(config, log_path=tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
         triton.wait_ready(300)
         yield triton
