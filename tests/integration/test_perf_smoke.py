@@ -100,8 +100,10 @@ def test_auto_mode_without_the_key_keeps_the_network_results(server, tmp_path, m
         assert [r["mode"] for r in csv.DictReader(f)] == ["grpc"]
 
 
-def test_model_not_served_lists_the_served_ones(server, tmp_path, capsys):
+def test_model_not_served_lists_the_served_ones(server, tmp_path, monkeypatch, capsys):
     from loadtest.__main__ import main
+
+    monkeypatch.setenv("SEGSERVE_ADMIN_KEY", ADMIN_KEY)  # the repository index may be restricted too
 
     assert main(["run", "--model", "unett", "--url", server.grpc_url, "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
