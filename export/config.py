@@ -65,8 +65,8 @@ def _tensor(t, label_file: bool = False) -> dict:
 
 # Dynamic batching differs per device. A GPU runs a batch of 8 in little more than the time of one image, so the
 # spec's queue delay (a couple of milliseconds spent waiting for the preferred batch) buys throughput. On CPU cores a
-# batch costs as much per image as single requests (docs/performance.md: deeplabv3_mobilenet, 2 cores, ONNX Runtime
-# 23.8 img/s at batch 1, 24.8 at batch 2), so any wait is pure latency at low load: the CPU batcher only groups
+# batch costs as much per image as single requests (docs/performance.md: in-process ONNX Runtime at batch 2 vs 1 is
+# within the noise for every model on 2 cores), so any wait is pure latency at low load: the CPU batcher only groups
 # requests that are already queued (no delay; 0 is also what Triton assumes when the field is absent).
 CPU_MAX_QUEUE_DELAY_US = 0
 
