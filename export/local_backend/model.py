@@ -7,8 +7,11 @@ keeps serving.
 
 Threads: the CPU cores this process may use are shared out among the model's instances (each instance is its own
 stub process), one ONNX Runtime intra-op pool each, sequential execution (no inter-op pool), so instances never
-oversubscribe the cores. ``config.pbtxt`` parameters ``segserve.ort_intra_op_threads`` (0 = ONNX Runtime's own
-default) and ``segserve.ort_allow_spinning`` ("0"/"1") override that.
+oversubscribe the cores. The pool's idle workers sleep instead of spinning: they share the cores with Triton's gRPC
+threads and the stub's IPC, and spinning cost 209-221 ms of CPU per deeplabv3_mobilenet request against 159 ms
+without it, at 1.9-2.0 vs 2.6 infer/s (docs/performance.md, variant run). ``config.pbtxt`` parameters
+``segserve.ort_intra_op_threads`` (0 = ONNX Runtime's own default) and ``segserve.ort_allow_spinning`` ("0"/"1")
+override both.
 
 Copies: a CPU input tensor is a numpy view of the backend's shared-memory region (python_backend
 ``src/pb_tensor.cc``, r24.10: CPU tensors are wrapped, not copied) and ONNX Runtime reads a contiguous numpy array in
@@ -55,7 +58,7 @@ class TritonPythonModel:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning",
-                                         _parameter(config, "segserve.ort_allow_spinning", "1"))
+                                         _parameter(config, "segserve.ort_allow_spinning", "0"))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
