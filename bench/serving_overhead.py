@@ -41,9 +41,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from client.api import Segmenter, detections_to_original  # noqa: E402
-from client.postprocess import unletterbox_mask  # noqa: E402
-from client.preprocess import letterbox, load_image  # noqa: E402
+from client.api import Segmenter  # noqa: E402
+from client.preprocess import letterbox, load_image, prepare  # noqa: E402
+from client.results import detections_to_original, segmentation_from_outputs  # noqa: E402
 from export.config import ServingOptions, config_proto, queue_delay_us  # noqa: E402
 from export.spec import ModelSpec  # noqa: E402
 from loadtest.analyzer import Measurement, find_perf_analyzer  # noqa: E402
@@ -149,38 +149,32 @@ def build_repository(source: Path, models: dict[str, ModelSpec], variant: str, d
     return dest
 
 
-# -- (c) client cost ---------------------------------------------------------------------------------------------------
+# -- (c) client cost (the images and the timer of issue #10's bench/client_bench.py) ------------------------------
 def client_images() -> dict[str, bytes]:
-    from PIL import Image
+    sys.path.insert(0, str(ROOT / "bench"))
+    from client_bench import photo_1080p, png_512
 
-    photo = Image.open(sample_photos()[0]).convert("RGB")
-    out = {}
-    for label, size, fmt in (("1920x1080 JPEG", (1920, 1080), "JPEG"), ("512x512 PNG", (512, 512), "PNG")):
-        buf = io.BytesIO()
-        photo.resize(size, Image.BILINEAR).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-        out[label] = buf.getvalue()
-    return out
+    jpeg, _ = photo_1080p()
+    return {"1920x1080 JPEG": jpeg, "512x512 PNG": png_512(jpeg)}
 
 
-def client_cost_ms(data: bytes, spec: ModelSpec, outputs: dict[str, np.ndarray], repeats: int = 5) -> dict[str, float]:
-    """Median ms of decode, letterbox and post-processing of a real served answer."""
-    times = {"decode": [], "letterbox": [], "postprocess": []}
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        rgb = load_image(data)
-        t1 = time.perf_counter()
-        _, box = letterbox(rgb, spec.height, spec.width)
-        t2 = time.perf_counter()
+def client_cost_ms(data: bytes, spec: ModelSpec, outputs: dict[str, np.ndarray], repeats: int = 7) -> dict[str, float]:
+    """The client's own work per image, median wall ms (and minimum CPU ms of one thread): decode + letterbox
+    (``client.preprocess.prepare``, one step since the decoder scales a JPEG down while decoding) and
+    post-processing of a real served answer."""
+    from client_bench import timed
+
+    canvas, box, _ = prepare(data, spec.height, spec.width)
+
+    def post():
         if spec.task == "semantic":
-            unletterbox_mask(outputs["MASK"][0], box)
-        else:
-            detections_to_original(outputs, box, spec.class_names)
-        t3 = time.perf_counter()
-        for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
-            times[key].append(seconds * 1e3)
-    result = {k: float(np.median(v)) for k, v in times.items()}
-    result["total"] = sum(result.values())
-    return result
+            return segmentation_from_outputs(outputs, box, spec.class_names).classes
+        return detections_to_original(outputs, box, spec.class_names)
+
+    pre_cpu, pre_wall = timed(lambda: prepare(data, spec.height, spec.width), repeats)
+    post_cpu, post_wall = timed(post, repeats)
+    return {"decode_letterbox": pre_wall, "postprocess": post_wall, "total": pre_wall + post_wall,
+            "cpu_total": pre_cpu + post_cpu}
 
 
 # -- (d) wire bytes ----------------------------------------------------------------------------------------------------
@@ -374,10 +368,11 @@ def print_report(results: dict, variants: tuple[str, ...]) -> None:
                   f"{s['c1_ratio']:8.3f} {s['best_ratio']:10.3f} {s['cpu_ratio']:9.3f}   (best: batch {best_b}, c="
                   f"{s['best_concurrency']}; queue delay {s['queue_delay_us']} us; server CPU "
                   f"{s['server_cpu_ms_per_request']:.0f} vs {r['in_process_cpu_ms_per_image']:.0f} ms in-process)")
-    print("\nclient cost (decode + letterbox + post-processing, median ms) and its share of end-to-end latency at c=1")
+    print("\nclient cost (decode + letterbox, post-processing: median wall ms; min CPU ms of one thread) and its share "
+          "of end-to-end latency at c=1")
     for n, r in results.items():
-        parts = [f"{label}: {c['decode']:.1f} + {c['letterbox']:.1f} + {c['postprocess']:.1f} = {c['total']:.1f} ms "
-                 f"({c['share_of_end_to_end']:.1%})" for label, c in r["client"].items()]
+        parts = [f"{label}: {c['decode_letterbox']:.1f} + {c['postprocess']:.1f} = {c['total']:.1f} ms "
+                 f"(CPU {c['cpu_total']:.1f}; {c['share_of_end_to_end']:.1%})" for label, c in r["client"].items()]
         print(f"{n:<20} " + "; ".join(parts))
     print("\nbytes on the wire per request: uint8 in + served outputs vs float32 in + float32 logits out")
     for n, r in results.items():

@@ -24,8 +24,8 @@ COMPRESSION = ("none", "gzip", "deflate")
 # Triton's gRPC frontend checks a restricted protocol's header under this prefix; HTTP uses the bare key
 # (triton-inference-server/server src/grpc/grpc_server.h `kRestrictedProtocolHeaderTemplate`, main 2025;
 # docs/customization_guide/inference_protocols.md "Limit Endpoint Access"; tritonserver 2.51 here answers "This
-# protocol is restricted, expecting header 'triton-grpc-protocol-segserve-admin-key'"). perf_analyzer's -H sends its headers
-# as gRPC metadata on every call, shared-memory registration included (client r24.08,
+# protocol is restricted, expecting header 'triton-grpc-protocol-segserve-admin-key'"). perf_analyzer's -H sends its
+# headers as gRPC metadata on every call, shared-memory registration included (client r24.08,
 # src/c++/perf_analyzer/client_backend/triton/triton_client_backend.cc), although its --help says "ignored for GRPC".
 GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
 

@@ -1,9 +1,9 @@
 """perf_analyzer's ``--input-data`` JSON, built from real photos by the client's own pre-processing.
 
-Each photo is decoded and letterboxed exactly as ``client.Segmenter`` does before a request, so the load test sends
-what a real caller sends (Mask R-CNN's cost depends on the image; random bytes would not exercise it). The JSON holds
-one entry per photo, each a batch-1 tensor as base64 with its shape; perf_analyzer sends them round-robin
-(client r24.08 ``src/c++/perf_analyzer/docs/input_data.md``, "Real Input Data").
+Each photo is decoded and letterboxed by ``client.preprocess.prepare``, exactly as ``client.Segmenter`` does before
+a request, so the load test sends what a real caller sends (Mask R-CNN's cost depends on the image; random bytes
+would not exercise it). The JSON holds one entry per photo, each a batch-1 tensor as base64 with its shape;
+perf_analyzer sends them round-robin (client r24.08 ``src/c++/perf_analyzer/docs/input_data.md``, "Real Input Data").
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from client.errors import ClientError
-from client.preprocess import letterbox, load_image
+from client.preprocess import prepare
 from loadtest.errors import LoadTestError
 
 # Real photographs shipped inside matplotlib (the `perf` extra): a portrait and an indoor still life; plus imgaug's
@@ -51,7 +51,7 @@ def input_data(images: list[Path], input_name: str, height: int, width: int) -> 
     entries = []
     for path in images:
         try:
-            canvas, _ = letterbox(load_image(path), height, width)
+            canvas = prepare(path, height, width)[0]
         except ClientError as exc:
             raise LoadTestError(str(exc)) from None
         entries.append({input_name: {"content": {"b64": base64.b64encode(canvas.tobytes()).decode("ascii")},

@@ -108,10 +108,10 @@ def test_failure_reason_prefers_perf_analyzers_error_line(tmp_path):
     assert "--window-ms" in failure_reason(log)
 
 
-def test_input_data_is_the_client_letterbox_of_each_photo(tmp_path):
+def test_input_data_is_the_client_preprocessing_of_each_photo(tmp_path):
     from PIL import Image
 
-    from client.preprocess import letterbox
+    from client.preprocess import prepare
     from loadtest.inputs import input_data, sample_photos
 
     rgb = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
@@ -123,7 +123,8 @@ def test_input_data_is_the_client_letterbox_of_each_photo(tmp_path):
     first = document["data"][0]["IMAGE"]
     assert first["shape"] == [64, 96, 3]
     sent = np.frombuffer(base64.b64decode(first["content"]["b64"]), np.uint8).reshape(64, 96, 3)
-    np.testing.assert_array_equal(sent, letterbox(rgb, 64, 96)[0])
+    np.testing.assert_array_equal(sent, prepare(tmp_path / "a.png", 64, 96)[0])
+    assert sent[0, 0].tolist() != [0, 0, 0]  # letterbox padding, not an empty canvas
     json.dumps(document)
 
 
