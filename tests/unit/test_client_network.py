@@ -1,6 +1,6 @@
 """Deadlines and retries against real local sockets (issue #10 item 4): a server that accepts and never answers,
 and a port where nothing listens. The real Triton cases (restart, TLS, headers) are in
-tests/integration/test_client_network.py."""
+tests/integration/test_client_against_triton.py."""
 
 import socket
 import threading
