@@ -1,16 +1,20 @@
 """Start, watch and stop a real local ``tritonserver`` (the CPU build from the nvidia-pytriton wheel).
 
-The argv is built from a typed object (no shell). The server dies with its parent (``PR_SET_PDEATHSIG``) and is
-stopped with SIGTERM, then SIGKILL after a grace period, so no process is left behind.
+The argv is built from a typed object (no shell). The server runs in its own process group and dies with its parent
+(``PR_SET_PDEATHSIG``); it is stopped with SIGTERM (in-flight requests complete), then SIGKILL after a grace period,
+and whatever is left of its group (orphaned python-backend stubs) is killed and their /dev/shm regions removed.
+Its log goes on to the terminal or a file, and a failed start names the model and the cause from it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import time
 import urllib.error
@@ -18,12 +22,17 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serve import procs
+from serve.logs import LogPump
+from serve.security import ADMIN_KEY_ENV, ADMIN_KEY_HEADER, RESTRICTED_APIS, admin_key, is_loopback
+
 
 class ServeError(Exception):
-    """A known user error: port taken, binary missing, server not ready in time."""
+    """A known user error: port taken, binary missing, a model that does not load, server not ready in time."""
 
 
 DEFAULT_TOOLS = Path(os.environ.get("SEGSERVE_TOOLS", Path(__file__).resolve().parent.parent / ".tools"))
+KEY_CHARS = re.compile(r"^[A-Za-z0-9._~-]{16,256}$")
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,30 @@ class ServerConfig:
     log_verbose: int = 0
     strict_readiness: bool = True
     exit_timeout_s: int = 20
+    # One model that fails to load stops the server (the default), or is reported while the others serve.
+    exit_on_error: bool = True
+    # Listening beyond loopback must be asked for: see serve.security.EXPOSED_WARNING.
+    expose: bool = False
+    restricted_apis: tuple[str, ...] = RESTRICTED_APIS
+    admin_key: str = field(default_factory=admin_key, repr=False)
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def admin_key_from_env(self) -> bool:
+        return os.environ.get(ADMIN_KEY_ENV, "") == self.admin_key
+
+    def __post_init__(self) -> None:
+        for name, port in self.ports.items():
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ServeError(f"Bad {name} port {port}: use 1..65535.")
+        if len(set(self.ports.values())) != len(self.ports):
+            raise ServeError(f"The HTTP, gRPC and metrics ports must differ; got {self.http_port}, {self.grpc_port}, "
+                             f"{self.metrics_port}.")
+        if not self.expose and not is_loopback(self.host):
+            raise ServeError(f"Refusing to listen on {self.host}: tritonserver 2.51 is only safe on loopback "
+                             "(127.0.0.1). Pass --expose to override (read the warning it prints).")
+        if self.restricted_apis and not KEY_CHARS.match(self.admin_key):
+            raise ServeError(f"Bad {ADMIN_KEY_ENV}: use 16..256 characters from A-Z a-z 0-9 . _ ~ -.")
 
     @property
     def root(self) -> Path:
@@ -53,6 +85,12 @@ class ServerConfig:
         return {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
 
     def argv(self) -> list[str]:
+        restricted = []
+        if self.restricted_apis:
+            # tritonserver --help prints `<apis>,<key>=<value>`; the parser takes `<apis>:<key>=<value>` (its type
+            # is `<string>:<string>=<string>`, server src/command_line_parser.cc r24.10; the comma form is refused).
+            spec = f"{','.join(self.restricted_apis)}:{ADMIN_KEY_HEADER}={self.admin_key}"
+            restricted = [f"--grpc-restricted-protocol={spec}", f"--http-restricted-api={spec}"]
         return [
             str(self.binary),
             f"--model-repository={self.repository.resolve()}",
@@ -65,9 +103,12 @@ class ServerConfig:
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
             f"--model-control-mode={self.model_control_mode}",
-            f"--strict-readiness={str(self.strict_readiness).lower()}",
+            # With exit-on-error off the server must become ready with a model missing, so readiness is not strict.
+            f"--strict-readiness={str(self.strict_readiness and self.exit_on_error).lower()}",
+            f"--exit-on-error={str(self.exit_on_error).lower()}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
+            *restricted,
             *self.extra_args,
         ]
 
@@ -84,7 +125,7 @@ class ServerConfig:
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
         env["PATH"] = os.pathsep.join((str(self.runtime_env / "bin"), env.get("PATH", "")))
-        for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", ADMIN_KEY_ENV):
             env.pop(key, None)
         return env
 
@@ -104,14 +145,24 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def describe_exit(code: int) -> str:
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+
+
 class TritonServer:
-    """``with TritonServer(config) as server: server.wait_ready()``: a real tritonserver process."""
+    """``with TritonServer(config) as server: server.wait_ready()``: a real tritonserver process.
+
+    ``log_path``: where Triton's log goes (default: this process's stderr, i.e. the terminal)."""
 
     def __init__(self, config: ServerConfig, log_path: Path | None = None) -> None:
         self.config = config
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.pgid: int | None = None
+        self.stubs: dict[int, procs.Stub] = {}  # pid -> stub, as last seen
+        self.regions: set[str] = set()  # /dev/shm regions of this server's stubs, removed on stop
         self._log = None
+        self._pump: LogPump | None = None
 
     @property
     def http_url(self) -> str:
@@ -133,14 +184,21 @@ class TritonServer:
             if port_in_use(cfg.host, port):
                 raise ServeError(f"Port {port} ({name}) on {cfg.host} is already in use: stop what holds it or "
                                  f"pass --{name}-port.")
-        out = subprocess.DEVNULL
+        sink = sys.stderr
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self.log_path.open("wb")
-            out = self._log
-        self.process = subprocess.Popen(cfg.argv(), env=cfg.env(), stdout=out, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)
+            self._log = sink = self.log_path.open("ab")  # a restart appends
+        self.stubs, self.regions = {}, set()
+        self.process = subprocess.Popen(cfg.argv(), env=cfg.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+        self.pgid = self.process.pid  # start_new_session: the server leads its own group; its stubs inherit it
+        self._pump = LogPump(self.process.stdout, sink)
         return self
+
+    @property
+    def failed_models(self) -> dict[str, str]:
+        """Models that failed to load (name -> cause, from Triton's log)."""
+        return dict(self._pump.failed_models) if self._pump else {}
 
     def is_ready(self) -> bool:
         try:
@@ -149,28 +207,65 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def _why(self) -> str:
+        if self._pump is not None:
+            self._pump.join(2.0)
+        summary = self._pump.summary() if self._pump else ""
+        if summary:
+            return f": {summary}"
+        if self._pump is not None and self._pump.tail:
+            return f"; its last log line: {self._pump.tail[-1]}"
+        return ""
+
     def wait_ready(self, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise ServeError(f"tritonserver exited with code {self.process.returncode} before it was ready"
-                                 f"{self._log_hint()}")
+                raise ServeError(f"tritonserver {describe_exit(self.process.returncode)} before it was ready"
+                                 f"{self._why()}")
+            self._scan_stubs()
             if self.is_ready():
+                self.stubs = {s.pid: s for s in self._scan_stubs()}
                 return
             time.sleep(0.5)
         raise ServeError(f"tritonserver not ready at http://{self.http_url}/v2/health/ready after {timeout_s:.0f} s"
-                         f"{self._log_hint()}")
+                         f"{self._why()}")
 
-    def _log_hint(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        tail = self.log_path.read_text(errors="replace").strip().splitlines()[-15:]
-        return f"; log {self.log_path}:\n" + "\n".join(tail)
+    def _scan_stubs(self) -> list[procs.Stub]:
+        if self.process is None:
+            return []
+        found = procs.stubs_of(self.process.pid)
+        self.regions.update(s.region for s in found)
+        return found
+
+    def check(self) -> str | None:
+        """None while the server and every model's python-backend stub run; else what died, in one line.
+
+        Triton 2.51 does not notice a dead stub itself: model-ready and server-ready stay 200 while every request
+        to that model fails (`Stub process ... is not healthy`)."""
+        if self.process is None:
+            return "tritonserver is not running"
+        code = self.process.poll()
+        if code is not None:
+            return f"tritonserver {describe_exit(code)}{self._why()}"
+        live = self._scan_stubs()
+        for pid, stub in self.stubs.items():
+            if procs.alive(pid):
+                continue
+            before = sum(s.model == stub.model for s in self.stubs.values())
+            if sum(s.model == stub.model for s in live) < before:  # not replaced by a new stub
+                return (f"model `{stub.model}`: its python backend stub (pid {pid}) died; Triton would fail every "
+                        "request to it while still reporting it ready")
+        self.stubs = {s.pid: s for s in live}
+        return None
 
     def stop(self, grace_s: float = 30.0) -> int | None:
-        proc, self.process = self.process, None
+        """SIGTERM (Triton finishes in-flight requests), SIGKILL after ``grace_s``; then the rest of the group and
+        the group's /dev/shm regions. Returns the server's exit code."""
+        proc = self.process
         code = None
         if proc is not None:
+            self.regions.update(s.region for s in procs.stubs_of(proc.pid))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -179,6 +274,15 @@ class TritonServer:
                     proc.kill()
                     proc.wait()
             code = proc.returncode
+            if self.pgid is not None:
+                procs.kill_group(self.pgid)
+                deadline = time.monotonic() + 5
+                while procs.group_members(self.pgid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            procs.remove_regions(self.regions)
+            self.process = None  # only now: a stop interrupted by a signal is done again by the next call
+        if self._pump is not None:
+            self._pump.join(5.0)
         if self._log is not None:
             self._log.close()
             self._log = None
