@@ -51,13 +51,33 @@ def _resolve_specs(names: list[str], args: argparse.Namespace):
     """Specs with the command line's overrides applied. With several models each option goes to the models it is
     meant for; an option meant for none of them (or for the one model named) is an error from ``with_options``."""
     specs = [get_spec(name) for name in names]
-    given = {k: getattr(args, k) for k in SPEC_OPTIONS if getattr(args, k) not in (None, False)}
+    # `is not None`: 0 and 0.0 are values to range-check, not "not given" (only --probs is a plain switch).
+    given = {k: getattr(args, k) for k in SPEC_OPTIONS
+             if getattr(args, k) is not None and not (k == "probs" and getattr(args, k) is False)}
     if len(specs) == 1:
         return [specs[0].with_options(**given)]
     for option, value in given.items():
         if not any(_applies(option, spec) for spec in specs):
             specs[0].with_options(**{option: value})  # raises the error that names the option and the model
     return [spec.with_options(**{k: v for k, v in given.items() if _applies(k, spec)}) for spec in specs]
+
+
+MAX_INSTANCES = 64
+
+
+def _check_paths_and_counts(args: argparse.Namespace) -> None:
+    """Fail in the first second, not after minutes of export: folders that are files, counts out of range."""
+    if not 1 <= args.instances <= MAX_INSTANCES:
+        raise ExportError(f"Bad --instances {args.instances}: use 1..{MAX_INSTANCES}.")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise ExportError(f"Checkpoint `{args.checkpoint}` does not exist. Pass a state-dict file saved with "
+                          "torch.save.")
+    for flag, path in (("--output", args.output), ("--work-dir", args.work_dir), ("--cache-dir", args.cache_dir)):
+        if path is None:
+            continue
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ExportError(f"Bad {flag} `{path}`: `{blocker}` is a file; name a folder (it is created if missing).")
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -115,6 +135,7 @@ def run_export(argv: list[str]) -> int:
 
     args = export_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    _check_paths_and_counts(args)
     options = ServingOptions.for_target(args.target, instances=args.instances, trt_accelerator=args.trt_accelerator,
                                         **({"device": args.device} if args.device else {}))
     specs = _resolve_specs(args.models, args)  # validate every name and option before any work

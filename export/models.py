@@ -8,6 +8,7 @@ segmentation_models_pytorch are imported inside the functions that need them.
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ def load_checkpoint(net: "torch.nn.Module", path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ExportError(f"Checkpoint `{path}` is not a readable torch state dict: {exc}".splitlines()[0]) from exc
+        raise ExportError(f"Checkpoint `{path}` is not a readable torch state dict: {_load_error(exc)}") from None
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):
@@ -135,6 +136,21 @@ def load_checkpoint(net: "torch.nn.Module", path: Path) -> None:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
         raise ExportError(f"Checkpoint `{path}` does not fit `{type(net).__name__}`: {'; '.join(parts)}.")
     net.load_state_dict(state, strict=True)
+
+
+def _load_error(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without PyTorch's advice to retry with
+    ``weights_only=False``: that runs arbitrary code from the file, so it is never the fix here."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it pickles Python objects (`{found[1]}`), not only tensors. Save the weights alone with "
+                "`torch.save(model.state_dict(), path)` and pass that file.")
+    unpickler = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln
+             and "Weights only load failed" not in ln]
+    first = unpickler[1].strip() if unpickler else (lines[0] if lines else "")
+    return f"not a file written by torch.save ({type(exc).__name__}{': ' + first if first else ''})."
 
 
 def build_served_module(spec: ModelSpec, weights: str = NO_WEIGHTS) -> "torch.nn.Module":

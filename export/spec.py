@@ -27,6 +27,10 @@ TRITON_DTYPES: dict[str, np.dtype] = {
     "FP32": np.dtype(np.float32),
 }
 
+# Square input sizes a spec may take: multiples of 32 (the encoders' total stride); 2048 px is 12 MiB of uint8 per
+# image and already several GiB of activations at export time.
+MIN_SIZE, MAX_SIZE = 64, 2048
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -160,8 +164,10 @@ class ModelSpec:
         if size is not None:
             h, w = (size, size) if isinstance(size, int) else size
             for value in (h, w):
-                if value < 64 or value % 32:
-                    raise ExportError(f"Bad size {value} for `{self.name}`: use a multiple of 32, at least 64.")
+                if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIZE <= value <= MAX_SIZE \
+                        or value % 32:
+                    raise ExportError(f"Bad size {value} for `{self.name}`: use a multiple of 32 in "
+                                      f"{MIN_SIZE}..{MAX_SIZE}.")
             changes.update(height=h, width=w)
         if num_classes is not None:
             if self.task != "semantic" or self.name != "unet":

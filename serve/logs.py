@@ -49,7 +49,7 @@ class LogPump:
                 except (OSError, ValueError):  # the terminal went away: keep reading so Triton never blocks
                     self._sink = None
             line = raw.decode(errors="replace").rstrip()
-            if not line or NOISE.match(line):
+            if not line or NOISE.search(line):
                 continue
             self.tail.append(line)
             match = ERROR_LINE.match(line)
