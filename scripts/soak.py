@@ -68,7 +68,8 @@ def served_models(server: TritonServer) -> list[Model]:
     for name in names:
         with urllib.request.urlopen(f"{base}/v2/models/{name}/config", timeout=10) as r:
             config = json.load(r)
-        models.append(Model(name, int(config.get("max_batch_size", 0)), tuple(int(d) for d in config["input"][0]["dims"])))
+        dims = tuple(int(d) for d in config["input"][0]["dims"])
+        models.append(Model(name, int(config.get("max_batch_size", 0)), dims))
     return models
 
 

@@ -9,6 +9,7 @@ Its log goes on to the terminal or a file, and a failed start names the model an
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
 import signal
@@ -22,9 +23,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from export.spec import TRITON_DTYPES
 from serve import procs
 from serve.logs import LogPump
-from serve.security import ADMIN_KEY_ENV, ADMIN_KEY_HEADER, RESTRICTED_APIS, admin_key, is_loopback
+from serve.security import ADMIN_KEY_ENV, ADMIN_KEY_HEADER, RESTRICTED_APIS, admin_headers, admin_key, is_loopback
 
 
 class ServeError(Exception):
@@ -199,6 +203,29 @@ class TritonServer:
     def failed_models(self) -> dict[str, str]:
         """Models that failed to load (name -> cause, from Triton's log)."""
         return dict(self._pump.failed_models) if self._pump else {}
+
+    def largest_requests(self) -> dict[str, int | None]:
+        """Bytes of the largest request each READY model accepts (max batch x input bytes; None: a dynamic
+        dimension, unbounded), read from the running server (the index with the server's own key)."""
+        base = f"http://{self.http_url}"
+        request = urllib.request.Request(f"{base}/v2/repository/index", data=b"{}", method="POST",
+                                         headers=admin_headers(self.config.admin_key, "http"))
+        with urllib.request.urlopen(request, timeout=10) as r:
+            names = [m["name"] for m in json.load(r) if m.get("state") == "READY"]
+        sizes: dict[str, int | None] = {}
+        for name in names:
+            with urllib.request.urlopen(f"{base}/v2/models/{name}/config", timeout=10) as r:
+                config = json.load(r)
+            total = 0
+            for tensor in config.get("input", []):
+                dims = [int(d) for d in tensor.get("dims", [])]
+                dtype = TRITON_DTYPES.get(tensor.get("data_type", "").removeprefix("TYPE_"))
+                if dtype is None or any(d < 0 for d in dims):
+                    total = None
+                    break
+                total += int(np.prod(dims)) * dtype.itemsize
+            sizes[name] = None if total is None else total * max(1, int(config.get("max_batch_size", 0)))
+        return sizes
 
     def is_ready(self) -> bool:
         try:

@@ -288,6 +288,14 @@ def corrupt_repo(repo, tmp_path) -> Path:
     onnx = out / "unet" / "1" / "model.onnx"
     onnx.unlink()
     onnx.write_bytes(b"this is not an ONNX file" * 100)
+    # A model that loads but whose largest request (max batch 64 x 1024x1024x3 B = 192 MiB) is above the limit.
+    big = out / "oversized"
+    shutil.copytree(out / "deeplabv3_mobilenet", big, copy_function=os.link)
+    config = (big / "config.pbtxt").read_text()
+    (big / "config.pbtxt").unlink()
+    (big / "config.pbtxt").write_text(config.replace('name: "deeplabv3_mobilenet"', 'name: "oversized"')
+                                      .replace("max_batch_size: 4", "max_batch_size: 64")
+                                      .replace("dims: 128", "dims: 1024", 2))
     return out
 
 
@@ -311,8 +319,12 @@ def test_keep_going_reports_the_corrupt_model_and_serves_the_others(corrupt_repo
     try:
         serve.wait_for("Triton ready")
         warning = [line for line in serve.stderr() if line.startswith("warning:")]
-        assert len(warning) == 1 and warning[0].startswith("warning: model `unet` failed to load and is not served "
-                                                           "(--keep-going): Internal: InvalidProtobuf")
+        assert len(warning) == 2, warning
+        assert warning[0].startswith("warning: model `unet` failed to load and is not served (--keep-going): "
+                                     "Internal: InvalidProtobuf")
+        assert warning[1] == ("warning: model `oversized` accepts requests of 192.0 MiB, above the documented 16 MiB "
+                              "limit that clients and the chart's ingress enforce: export it with a smaller "
+                              "--max-batch-size or --size")
         client = grpcclient.InferenceServerClient(serve.grpc_url)
         assert infer(client, "deeplabv3_mobilenet").shape == (1, 128, 128)
         assert not client.is_model_ready("unet")

@@ -13,9 +13,12 @@ from export.__main__ import _resolve_specs, export_parser, main
     (["unet", "--size", "100000"], "Bad size 100000 for `unet`: use a multiple of 32 in 64..2048."),
     (["unet", "--size", "100"], "Bad size 100 for `unet`: use a multiple of 32 in 64..2048."),
     (["unet", "--max-batch-size", "0"], "Bad max batch size 0: use 1..256."),
-    (["maskrcnn", "--max-detections", "0"], "Bad max detections 0 for `maskrcnn`: an instance model takes 1..1000."),
-    (["maskrcnn", "--score-threshold", "-0.5"], "Bad score threshold -0.5 for `maskrcnn`: an instance model takes 0 <= t < 1."),
-    (["maskrcnn", "--score-threshold", "nan"], "Bad score threshold nan for `maskrcnn`: an instance model takes 0 <= t < 1."),
+    (["maskrcnn", "--max-detections", "0"],
+     "Bad max detections 0 for `maskrcnn`: an instance model takes 1..1000."),
+    (["maskrcnn", "--score-threshold", "-0.5"],
+     "Bad score threshold -0.5 for `maskrcnn`: an instance model takes 0 <= t < 1."),
+    (["maskrcnn", "--score-threshold", "nan"],
+     "Bad score threshold nan for `maskrcnn`: an instance model takes 0 <= t < 1."),
     (["unet", "--num-classes", "0"], "Bad class count 0: use 2..65535."),
     (["unet", "--instances", "0"], "Bad --instances 0: use 1..64."),
 ])
@@ -37,7 +40,8 @@ def test_a_folder_option_that_is_a_file_fails_before_any_work(flag, tmp_path, ca
     blocker.write_text("a file")
     assert main(["unet", flag, str(blocker / "sub"), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert err == f"error: Bad {flag} `{blocker / 'sub'}`: `{blocker}` is a file; name a folder (it is created if missing).\n"
+    assert err == (f"error: Bad {flag} `{blocker / 'sub'}`: `{blocker}` is a file; name a folder (it is created if "
+                   "missing).\n")
 
 
 def test_a_missing_checkpoint_fails_before_any_work(tmp_path, capsys):
