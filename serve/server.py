@@ -144,9 +144,14 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+# Resolved once here, not in the child: between fork and exec (other threads may hold the loader's locks) the child
+# only calls an already-resolved function.
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def describe_exit(code: int) -> str:

@@ -132,7 +132,7 @@ def test_shared_memory_registration_needs_the_key(repo, tmp_path):
     from serve.security import admin_headers
 
     server = start_server(repo, tmp_path)
-    region = None
+    region, clients = None, {}
     try:
         stub_region = next(iter(server.stubs.values())).region  # the attack of the issue: a stub's own region
         name = f"segserve_test_{os.getpid()}"
@@ -156,6 +156,8 @@ def test_shared_memory_registration_needs_the_key(repo, tmp_path):
             client.unregister_system_shared_memory(f"ok_{protocol}", headers=headers)
         assert infer(clients["grpc"]).shape == (1, 128, 128)  # inference stays open
     finally:
+        for client in clients.values():
+            client.close()  # an open HTTP keep-alive connection holds Triton's shutdown for its whole exit timeout
         if region is not None:
             shm.destroy_shared_memory_region(region)
         server.stop()
