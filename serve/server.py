@@ -91,8 +91,8 @@ class ServerConfig:
     def argv(self) -> list[str]:
         restricted = []
         if self.restricted_apis:
-            # tritonserver --help prints `<apis>,<key>=<value>`; the parser takes `<apis>:<key>=<value>` (its type
-            # is `<string>:<string>=<string>`, server src/command_line_parser.cc r24.10; the comma form is refused).
+            # tritonserver --help prints `<apis>,<key>=<value>`, but 2.51 refuses that form ("option format is
+            # '<config name>:<setting>=<value>'", server src/command_line_parser.cc r24.10): `<apis>:<key>=<value>`.
             spec = f"{','.join(self.restricted_apis)}:{ADMIN_KEY_HEADER}={self.admin_key}"
             restricted = [f"--grpc-restricted-protocol={spec}", f"--http-restricted-api={spec}"]
         return [
