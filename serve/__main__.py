@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from export.spec import DEMO_MODELS
-from serve.security import ADMIN_KEY_ENV, ADMIN_KEY_HEADER, EXPOSED_WARNING, MAX_REQUEST_BYTES, MIB, is_loopback
+from serve.security import (ADMIN_KEY_ENV, ADMIN_KEY_HEADER, EXPOSED_WARNING, GRPC_ADMIN_KEY_HEADER, MAX_REQUEST_BYTES,
+                            MIB, is_loopback)
 from serve.server import DEFAULT_TOOLS, ServerConfig, ServeError, TritonServer
 
 
@@ -28,7 +29,11 @@ class _Stop(Exception):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m serve", description="Run the real local tritonserver (CPU build "
-                                "with the python backend) on a segserve model repository, and watch it.")
+                                "with the python backend) on a segserve model repository, and watch it.",
+                                epilog=f"The shared-memory and model-repository APIs need header `{ADMIN_KEY_HEADER}` "
+                                f"(gRPC: `{GRPC_ADMIN_KEY_HEADER}`) with the key from ${ADMIN_KEY_ENV} (unset: a "
+                                f"random key per start, not shown). Requests above {MAX_REQUEST_BYTES // MIB} MiB are "
+                                "outside the documented limit. See README.md, 'Serve locally'.")
     p.add_argument("--repository", type=Path, default=Path("model_repository"), help="model repository folder")
     p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port, 1..65535 (default: %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port, 1..65535 (default: %(default)s)")
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         if not is_loopback(config.host):
             print("warning: " + EXPOSED_WARNING.format(host=config.host, limit=MAX_REQUEST_BYTES // MIB),
                   file=sys.stderr, flush=True)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
         if args.export_if_empty is not None and not has_models(args.repository):
             models = args.export_if_empty or list(DEMO_MODELS)
             print(f"{args.repository} has no models: exporting {' '.join(models)} (target local)", flush=True)
@@ -91,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
             if code:
                 return code
         server = TritonServer(config, log_path=args.log)
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
         restarts_left = args.restarts
         while True:
             server.start()
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Triton ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics "
                   f"http://{config.host}:{config.metrics_port}/metrics  (Ctrl-C stops)", flush=True)
             print(f"shared-memory and repository APIs need header `{ADMIN_KEY_HEADER}` (gRPC: "
-                  f"`triton-grpc-protocol-{ADMIN_KEY_HEADER}`) = ${ADMIN_KEY_ENV}"
+                  f"`{GRPC_ADMIN_KEY_HEADER}`) = ${ADMIN_KEY_ENV}"
                   f"{'' if config.admin_key_from_env else ' (unset: a random key, not shown)'}; requests up to "
                   f"{MAX_REQUEST_BYTES // MIB} MiB", flush=True)
             problem = None
@@ -128,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}: restarting tritonserver ({restarts_left} restart(s) left)", file=sys.stderr,
                   flush=True)
     except _Stop as stop:
+        if server is None:
+            print(f"interrupted ({stop})", file=sys.stderr, flush=True)
+            return 130
         print(f"stopping tritonserver ({stop})", flush=True)
         return 0
     except ServeError as exc:
