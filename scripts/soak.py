@@ -134,6 +134,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4, help="client threads (default 4)")
     p.add_argument("--max-batch", type=int, default=4, help="largest batch a request sends (default 4)")
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples (default 5)")
+    p.add_argument("--samples", type=Path, help="also write every RSS sample here (CSV: seconds, requests, MB per "
+                   "process)")
     p.add_argument("--log", type=Path, default=Path("soak-tritonserver.log"), help="tritonserver log file")
     return p
 
@@ -157,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             pids.update({f"stub {s.model}": s.pid for s in server.stubs.values()})
             start = time.monotonic()
             samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pids}
+            counts: list[int] = []
             requests_at_start = len(stats.latencies)
             while (now := time.monotonic() - start) < args.duration:
                 for name, pid in pids.items():
                     samples[name].append((now, rss_mb(pid)))
+                counts.append(len(stats.latencies) - requests_at_start)
                 problem = server.check()
                 if problem:
                     print(f"soak: {problem}", flush=True)
@@ -168,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.sample_every)
             for name, pid in pids.items():
                 samples[name].append((time.monotonic() - start, rss_mb(pid)))
+            counts.append(len(stats.latencies) - requests_at_start)
             stop.set()
             for t in threads:
                 t.join(DEADLINE_S + 5)
@@ -175,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.samples is not None:
+        names = list(samples)
+        rows = [",".join(["seconds", "requests", *names])]
+        for i, count in enumerate(counts):
+            rows.append(",".join([f"{samples[names[0]][i][0]:.1f}", str(count),
+                                  *(f"{samples[n][i][1]:.1f}" for n in names)]))
+        args.samples.write_text("\n".join(rows) + "\n")
     lat = np.array(stats.latencies[requests_at_start:]) * 1000
     failures = sum(stats.failures.values())
     print(f"requests {len(lat)} in {elapsed:.0f} s ({len(lat) / elapsed:.1f}/s), failures {failures} (whole run); "
