@@ -54,7 +54,7 @@ def test_class_names_travel_with_the_spec():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"size": 100}, r"Bad size 100 for `unet`: use a multiple of 32, at least 64\."),
+    ({"size": 100}, r"Bad size 100 for `unet`: use a multiple of 32 in 64\.\.2048\."),
     ({"size": 32}, r"Bad size 32"),
     ({"num_classes": 1}, r"Bad class count 1: use 2\.\.65535\."),
     ({"max_detections": 5}, r"Bad max detections 5 for `unet`"),
