@@ -238,6 +238,8 @@ def test_the_charts_helm_test_script_passes_against_a_real_triton(server, tmp_pa
 
     import yaml
 
+    from serve.security import GRPC_ADMIN_KEY_HEADER
+
     helm = TOOLS / "helm" / "helm"
     if not helm.is_file():
         pytest.skip("helm not fetched")
@@ -248,6 +250,9 @@ def test_the_charts_helm_test_script_passes_against_a_real_triton(server, tmp_pa
     script = tmp_path / "test_inference.py"
     script.write_text(config_map["data"]["test_inference.py"])
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          env={"TRITON_GRPC_URL": server.grpc_url, "MODELS": "", "PATH": "/usr/bin:/bin"})
+                          env={"TRITON_GRPC_URL": server.grpc_url, "MODELS": "", "PATH": "/usr/bin:/bin",
+                               # serve restricts the repository index the script lists (issue #13)
+                               "SEGSERVE_ADMIN_HEADER": GRPC_ADMIN_KEY_HEADER,
+                               "SEGSERVE_ADMIN_KEY": server.config.admin_key})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"ok: 4 model(s) answered at {server.grpc_url}"
