@@ -70,6 +70,31 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ServeError(f"Bad --ready-timeout {args.ready_timeout}: use a number of seconds > 0.")
 
 
+def _report_ready(server: TritonServer) -> None:
+    """The ready line, the key and limit in force, and a warning for each model not served or over the limit."""
+    config = server.config
+    for model, cause in sorted(server.failed_models.items()):
+        print(f"warning: model `{model}` failed to load and is not served (--keep-going): {cause}",
+              file=sys.stderr, flush=True)
+    try:
+        largest = server.largest_requests()
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"warning: could not read the served model configs ({exc})", file=sys.stderr, flush=True)
+        largest = {}
+    for model, nbytes in sorted(largest.items()):
+        if nbytes is None or nbytes > MAX_REQUEST_BYTES:
+            size = "unbounded (a dynamic dimension)" if nbytes is None else f"{nbytes / MIB:.1f} MiB"
+            print(f"warning: model `{model}` accepts requests of {size}, above the documented "
+                  f"{MAX_REQUEST_BYTES // MIB} MiB limit that clients and the chart's ingress enforce: export "
+                  "it with a smaller --max-batch-size or --size", file=sys.stderr, flush=True)
+    print(f"Triton ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics "
+          f"http://{config.host}:{config.metrics_port}/metrics  (Ctrl-C stops)", flush=True)
+    print(f"shared-memory and repository APIs need header `{ADMIN_KEY_HEADER}` (gRPC: "
+          f"`{GRPC_ADMIN_KEY_HEADER}`) = ${ADMIN_KEY_ENV}"
+          f"{'' if config.admin_key_from_env else ' (unset: a random key, not shown)'}; requests up to "
+          f"{MAX_REQUEST_BYTES // MIB} MiB", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     server = None
@@ -102,26 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             server.start()
             server.wait_ready(args.ready_timeout)
-            for model, cause in sorted(server.failed_models.items()):
-                print(f"warning: model `{model}` failed to load and is not served (--keep-going): {cause}",
-                      file=sys.stderr, flush=True)
-            try:
-                largest = server.largest_requests()
-            except (OSError, ValueError, KeyError) as exc:
-                print(f"warning: could not read the served model configs ({exc})", file=sys.stderr, flush=True)
-                largest = {}
-            for model, nbytes in sorted(largest.items()):
-                if nbytes is None or nbytes > MAX_REQUEST_BYTES:
-                    size = "unbounded (a dynamic dimension)" if nbytes is None else f"{nbytes / MIB:.1f} MiB"
-                    print(f"warning: model `{model}` accepts requests of {size}, above the documented "
-                          f"{MAX_REQUEST_BYTES // MIB} MiB limit that clients and the chart's ingress enforce: export "
-                          "it with a smaller --max-batch-size or --size", file=sys.stderr, flush=True)
-            print(f"Triton ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics "
-                  f"http://{config.host}:{config.metrics_port}/metrics  (Ctrl-C stops)", flush=True)
-            print(f"shared-memory and repository APIs need header `{ADMIN_KEY_HEADER}` (gRPC: "
-                  f"`{GRPC_ADMIN_KEY_HEADER}`) = ${ADMIN_KEY_ENV}"
-                  f"{'' if config.admin_key_from_env else ' (unset: a random key, not shown)'}; requests up to "
-                  f"{MAX_REQUEST_BYTES // MIB} MiB", flush=True)
+            _report_ready(server)
             problem = None
             while problem is None:
                 time.sleep(args.watch_interval)
