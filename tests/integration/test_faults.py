@@ -97,10 +97,17 @@ class Serve:
                 return line
         raise AssertionError(f"`{text}` not printed within {timeout_s} s; printed: {self.seen}")
 
-    def stderr(self) -> list[str]:
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return [line for name, line in self.seen if name == "err"]
+    def stderr(self, at_least: int = 0, timeout_s: float = 10.0) -> list[str]:
+        """The stderr lines so far, waiting up to ``timeout_s`` for ``at_least`` of them (the streams are read by
+        separate threads, so a stderr line printed before a stdout line may arrive after it)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            while not self.lines.empty():
+                self.seen.append(self.lines.get())
+            err = [line for name, line in self.seen if name == "err"]
+            if len(err) >= at_least or time.monotonic() > deadline:
+                return err
+            time.sleep(0.1)
 
     @property
     def grpc_url(self) -> str:
@@ -186,6 +193,7 @@ def test_a_killed_stub_is_detected_and_the_server_restarted_then_serve_exits_nam
                 serve.wait_for("Triton ready")
                 assert infer(client).shape == (1, 128, 128)  # the same client, answered by the new server
         assert serve.proc.wait(60) == 1
+        time.sleep(0.5)  # the reader threads drain the pipes
         assert serve.stderr()[-1] == (f"error: model `unet`: its python backend stub (pid {stub.pid}) died; Triton "
                                       "would fail every request to it while still reporting it ready")
     finally:
@@ -305,7 +313,8 @@ def test_a_corrupt_model_stops_serve_with_the_model_and_the_cause(corrupt_repo, 
     serve = Serve(corrupt_repo, tmp_path)
     try:
         assert serve.proc.wait(120) == 1
-        err = serve.stderr()
+        time.sleep(0.5)  # the reader threads drain the pipes
+        err = serve.stderr(at_least=1)
         assert len(err) == 1, err
         assert err[0].startswith("error: tritonserver exited with code 1 before it was ready: model `unet` failed "
                                  "to load: ")
@@ -320,7 +329,7 @@ def test_keep_going_reports_the_corrupt_model_and_serves_the_others(corrupt_repo
     serve = Serve(corrupt_repo, tmp_path, "--keep-going")
     try:
         serve.wait_for("Triton ready")
-        warning = [line for line in serve.stderr() if line.startswith("warning:")]
+        warning = [line for line in serve.stderr(at_least=2) if line.startswith("warning:")]
         assert len(warning) == 2, warning
         assert warning[0].startswith("warning: model `unet` failed to load and is not served (--keep-going): "
                                      "Internal: InvalidProtobuf")
