@@ -85,8 +85,8 @@ def _report_ready(server: TritonServer) -> None:
         if nbytes is None or nbytes > MAX_REQUEST_BYTES:
             size = "unbounded (a dynamic dimension)" if nbytes is None else f"{nbytes / MIB:.1f} MiB"
             print(f"warning: model `{model}` accepts requests of {size}, above the documented "
-                  f"{MAX_REQUEST_BYTES // MIB} MiB limit that clients and the chart's ingress enforce: export "
-                  "it with a smaller --max-batch-size or --size", file=sys.stderr, flush=True)
+                  f"{MAX_REQUEST_BYTES // MIB} MiB request limit (README, 'Serve locally'): export it with a "
+                  "smaller --max-batch-size or --size", file=sys.stderr, flush=True)
     print(f"Triton ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics "
           f"http://{config.host}:{config.metrics_port}/metrics  (Ctrl-C stops)", flush=True)
     print(f"shared-memory and repository APIs need header `{ADMIN_KEY_HEADER}` (gRPC: "

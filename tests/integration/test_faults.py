@@ -334,8 +334,8 @@ def test_keep_going_reports_the_corrupt_model_and_serves_the_others(corrupt_repo
         assert warning[0].startswith("warning: model `unet` failed to load and is not served (--keep-going): "
                                      "Internal: InvalidProtobuf")
         assert warning[1] == ("warning: model `oversized` accepts requests of 192.0 MiB, above the documented 16 MiB "
-                              "limit that clients and the chart's ingress enforce: export it with a smaller "
-                              "--max-batch-size or --size")
+                              "request limit (README, 'Serve locally'): export it with a smaller --max-batch-size "
+                              "or --size")
         client = grpcclient.InferenceServerClient(serve.grpc_url)
         assert infer(client, "deeplabv3_mobilenet").shape == (1, 128, 128)
         assert not client.is_model_ready("unet")
