@@ -110,8 +110,11 @@ def test_cli_writes_overlays_and_reports(server, tmp_path, capsys):
 
 def test_unknown_model_lists_the_served_ones(server, tmp_path, capsys):
     from client.__main__ import main
+    from serve.security import GRPC_ADMIN_KEY_HEADER
 
-    assert main(["segment", "--model", "unett", str(tmp_path / "x.png"), "--url", server.grpc_url]) == 1
+    # serve restricts the repository index (issue #13): listing the served models takes the admin key
+    assert main(["segment", "--model", "unett", str(tmp_path / "x.png"), "--url", server.grpc_url,
+                 "--header", f"{GRPC_ADMIN_KEY_HEADER}: {server.config.admin_key}"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (f"error: Unknown model `unett` at grpc://{server.grpc_url}. "
                    "Served: deeplabv3, deeplabv3_mobilenet, maskrcnn, unet.")
