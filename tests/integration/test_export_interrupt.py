@@ -90,14 +90,19 @@ def test_a_real_sigint_at_any_moment_never_loses_the_model(repo_with_model, tmp_
     before_b = snapshot(tmp_path / "b_repo" / "unet")
     rng = random.Random(13)
     for _ in range(12):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(repo), str(old), str(new)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+        errors = tmp_path / "child.err"
+        with errors.open("w") as err:
+            child = subprocess.Popen([sys.executable, "-c", CHILD, str(repo), str(old), str(new)],
+                                     stdout=subprocess.PIPE, stderr=err, text=True,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.0, 0.3))
             child.send_signal(signal.SIGINT)
-            child.wait(30)
+            try:
+                child.wait(60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the export did not stop within 60 s of SIGINT; its stderr: {errors.read_text()[-2000:]}")
         finally:
             if child.poll() is None:
                 child.kill()
