@@ -21,13 +21,9 @@ DEFAULT_TOOLS = Path(os.environ.get("SEGSERVE_TOOLS", Path(__file__).resolve().p
 FETCH_HINT = "fetch it with `scripts/fetch-tools.sh perf` (or `make tools`)"
 SHARED_MEMORY = ("none", "system")
 COMPRESSION = ("none", "gzip", "deflate")
-# Triton's gRPC frontend checks a restricted protocol's header under this prefix; HTTP uses the bare key
-# (triton-inference-server/server src/grpc/grpc_server.h `kRestrictedProtocolHeaderTemplate`, main 2025;
-# docs/customization_guide/inference_protocols.md "Limit Endpoint Access"; tritonserver 2.51 here answers "This
-# protocol is restricted, expecting header 'triton-grpc-protocol-segserve-admin-key'"). perf_analyzer's -H sends its
-# headers as gRPC metadata on every call, shared-memory registration included (client r24.08,
-# src/c++/perf_analyzer/client_backend/triton/triton_client_backend.cc), although its --help says "ignored for GRPC".
-GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
+# perf_analyzer's -H sends its headers as gRPC metadata on every call, shared-memory registration included
+# (client r24.08, src/c++/perf_analyzer/client_backend/triton/triton_client_backend.cc), although its --help
+# says "ignored for GRPC": the admin key (serve.security.GRPC_ADMIN_KEY_HEADER) goes through it.
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtest.analyzer import GRPC_RESTRICTED_PREFIX, Load, Measurement, PerfAnalyzer, PerfRun
+from loadtest.analyzer import Load, Measurement, PerfAnalyzer, PerfRun
 from loadtest.errors import LoadTestError
 from loadtest.inputs import write_input_data
 from loadtest.report import Row, plot, read_perf_csv, table, write_merged_csv
 from loadtest.target import Target, is_same_host, statistics
-
-# The header key of Triton's restricted protocols (contract 3: `segserve-admin-key`, value SEGSERVE_ADMIN_KEY).
-ADMIN_HEADER = "segserve-admin-key"
-ADMIN_KEY_ENV = "SEGSERVE_ADMIN_KEY"
+from serve.security import ADMIN_KEY_ENV, GRPC_ADMIN_KEY_HEADER  # the key header, defined once by the server
 
 
 def admin_headers() -> tuple[tuple[str, str], ...]:
     """The gRPC metadata that unlocks the restricted shared-memory protocol, when the key is known."""
     key = os.environ.get(ADMIN_KEY_ENV)
-    return ((GRPC_RESTRICTED_PREFIX + ADMIN_HEADER, key),) if key else ()
+    return ((GRPC_ADMIN_KEY_HEADER, key),) if key else ()
 
 
 @dataclass(frozen=True)

@@ -470,3 +470,16 @@ def test_readme_documents_the_cluster_decisions():
                    "inference-running liveness", "Declined", "cloud.google.com/gke-accelerator", "GRPCRoute",
                    "python -m client", "DCGM_FI_"):
         assert phrase in readme, phrase
+
+
+def test_ingress_body_limit_defaults_to_the_servers_request_limit():
+    """One request limit end to end (issue #13): the ingress refuses what the local server would call too large."""
+    import re
+
+    import yaml
+
+    from serve import MAX_REQUEST_BYTES
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    size = re.fullmatch(r"(\d+)m", values["ingress"]["maxBodySize"])
+    assert size and int(size.group(1)) * 2**20 == MAX_REQUEST_BYTES
