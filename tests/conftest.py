@@ -1,13 +1,21 @@
-"""Shared fixtures: small exports of every registered model, made once per session."""
+"""Shared fixtures: small exports of every registered model, made once per session, and guards that keep a green run
+meaningful (required tools present, the shared repository left untouched)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support import make_checkpoint, small_spec
+from support import TOOLS, make_checkpoint, small_spec
+
+# Triton's python backend stub imports model.py from the model repository; without this it writes __pycache__ there,
+# so the session's shared repository changed under the tests that read it (test_repository_layout failed whenever an
+# integration test ran first). Every process the tests start inherits it.
+os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 @dataclass
@@ -16,12 +24,20 @@ class Exported:
     module: object  # the eager served module, same weights as the export (the test-made checkpoint)
     onnx_path: Path
     parity: str
+    checkpoint: Path | None = None
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (-1, 0)
+            for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> dict[str, Exported]:
-    """Every registered model exported small to the ``local`` target from a test-made checkpoint, parity check
-    on; ``module`` is the eager served module with the same weights."""
+    """Every registered model exported small to the ``local`` target from a test-made checkpoint (trained-model
+    statistics, see support.py), parity check on; ``module`` is the eager served module with the same weights.
+    ``exported["_repository"]`` is shared by the whole run and must stay read-only: serve a copy
+    (``repository_copy``); the session fails at teardown if anything in it changed."""
     torch = pytest.importorskip("torch")
     from export.config import ServingOptions
     from export.models import MODELS, build_served_module
@@ -33,9 +49,43 @@ def exported(tmp_path_factory) -> dict[str, Exported]:
     out = {}
     for name in MODELS:
         spec = small_spec(name)
-        checkpoint = str(make_checkpoint(spec, work / f"{name}.pt"))
-        result = export_model(spec, ServingOptions.for_target("local"), repo, weights=checkpoint,
+        checkpoint = make_checkpoint(spec, work / f"{name}.pt")
+        result = export_model(spec, ServingOptions.for_target("local"), repo, weights=str(checkpoint),
                               work_dir=work / "onnx", progress=False)
-        out[name] = Exported(spec, build_served_module(spec, checkpoint), result.onnx_path, result.parity)
+        out[name] = Exported(spec, build_served_module(spec, str(checkpoint)), result.onnx_path, result.parity,
+                             checkpoint)
     out["_repository"] = repo  # type: ignore[assignment]
-    return out
+    before = _snapshot(repo)
+    yield out
+    after = _snapshot(repo)
+    if after != before:
+        changed = sorted(set(after) ^ set(before) | {k for k in after if before.get(k) != after[k]})
+        pytest.fail(f"a test wrote into the shared model repository {repo}: {changed[:5]}", pytrace=False)
+
+
+def copy_repository(source: Path, target: Path) -> Path:
+    """A private copy of a model repository (files hard-linked: cheap; directories new, so whatever a server writes
+    beside the files stays in the copy)."""
+    shutil.copytree(source, target, copy_function=os.link)
+    return target
+
+
+@pytest.fixture
+def repository_copy(exported, tmp_path) -> Path:
+    return copy_repository(exported["_repository"], tmp_path / "model_repository")
+
+
+@pytest.fixture(scope="session")
+def triton_tools() -> Path:
+    """The fetched tritonserver; missing tools fail the run (only tests/gpu may skip)."""
+    if not (TOOLS / "triton" / ".complete").exists():
+        pytest.fail(f"tritonserver is not fetched into {TOOLS / 'triton'}: run `make tools`", pytrace=False)
+    return TOOLS / "triton"
+
+
+@pytest.fixture(scope="session")
+def helm_binary() -> Path:
+    helm = TOOLS / "helm" / "helm"
+    if not helm.is_file():
+        pytest.fail(f"helm is not fetched into {helm.parent}: run `make tools`", pytrace=False)
+    return helm

@@ -1,15 +1,33 @@
-"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+"""Helpers shared by the test modules (fixtures live in conftest.py).
+
+Test checkpoints carry a trained model's *statistics* without training: random init (seed 0), BatchNorm running
+statistics recalibrated on a few real-looking images, and Mask R-CNN's score layers scaled so scores spread the way a
+trained model's do. With plain random init and BatchNorm's default running stats (mean 0, var 1) the eval-mode
+networks collapse: DeepLabV3-MobileNet answered class 18 for every pixel of every image (even all zeros), and Mask
+R-CNN scored every class near 1/91 (or, with logits x20, every detection 1.0), so any two runs agreed for free.
+``fixture_statistics`` measures what a fixture answers; tests/export/test_fixtures.py asserts it is not degenerate.
+"""
 
 from __future__ import annotations
 
 import socket
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
 
 # Reduced sizes keep the suite inside its time budget on 2 CPU cores; the code paths are the full-size ones.
 TEST_SIZES = {"unet": 128, "deeplabv3": 128, "deeplabv3_mobilenet": 128, "maskrcnn": 256}
+
+# Mask R-CNN calibration targets: standard deviation of the RPN objectness logits and of the box classifier's logits
+# over the calibration images. Objectness spread decides which proposals survive the top-N cuts (near-equal logits
+# would leave that to float rounding); class-logit spread 2 puts detection scores between ~0.1 and ~0.9 (measured:
+# tests/export/test_fixtures.py).
+RPN_LOGIT_STD = 3.0
+CLASS_LOGIT_STD = 2.0
 
 
 def free_port() -> int:
@@ -19,30 +37,119 @@ def free_port() -> int:
 
 
 def small_spec(name: str):
+    """The registered spec at the test size; semantic models batch up to 4 so batching is exercised."""
     from export.spec import get_spec
 
     spec = get_spec(name).with_options(size=TEST_SIZES[name])
-    if spec.task == "instance":
-        # Random weights score every class near 1/91: threshold 0 keeps a full list of detections to compare.
-        spec = spec.with_options(score_threshold=0.0)
-    else:
+    if spec.task != "instance":
         spec = spec.with_options(max_batch_size=4)
     return spec
 
 
-def make_checkpoint(spec, path: Path) -> Path:
-    """A random-init checkpoint made by the tests (seed 0). Mask R-CNN's objectness and class logits are scaled up
-    so scores separate the way a trained model's do: with plain random init every proposal scores nearly the same,
-    and float rounding then decides which proposals survive the RPN's top-1000 cut."""
+@lru_cache(maxsize=None)
+def photo_path() -> Path:
+    """A real photograph shipped in a pinned test dependency (matplotlib's sample data: Grace Hopper, 512x600 RGB
+    JPEG, public domain)."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: install the test extra (pip install -e '.[test]').")
+    return path
+
+
+def photo(height: int | None = None, width: int | None = None) -> np.ndarray:
+    """The test photo as RGB uint8, optionally stretched to ``height`` x ``width`` (bilinear)."""
+    from PIL import Image
+
+    image = Image.open(photo_path()).convert("RGB")
+    if height is not None:
+        image = image.resize((width or height, height), Image.BILINEAR)
+    return np.array(image, dtype=np.uint8)  # writable: torch.from_numpy warns on read-only arrays
+
+
+def sample_images(height: int, width: int, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` distinct uint8 RGB images: the photo (first, shifted by ``seed``) then synthetic scenes."""
+    from export.samples import synthetic_image
+
+    first = np.roll(photo(height, width), seed * 7, axis=1)
+    others = [synthetic_image(height, width, seed=seed + 100 + i) for i in range(count - 1)]
+    return np.stack([first, *others])[:count]
+
+
+def _recalibrate_batchnorm(module, images) -> None:
+    """Replace every BatchNorm's running stats with the exact mean/var over ``images`` (train-mode forward passes,
+    momentum None = cumulative average), then back to eval."""
     import torch
 
-    from export.models import build_network
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    with torch.no_grad():
+        module(images)
+    module.eval()
+    for m in norms:
+        m.momentum = 0.1
+
+
+def make_checkpoint(spec, path: Path) -> Path:
+    """A deterministic test checkpoint for ``spec`` (seed 0) with trained-model statistics (see the module doc)."""
+    import torch
+
+    from export.models import build_network, image_normaliser
 
     torch.manual_seed(0)
     net = build_network(spec)
-    if spec.task == "instance":
-        with torch.no_grad():
-            net.rpn.head.cls_logits.weight *= 20.0
-            net.roi_heads.box_predictor.cls_score.weight *= 20.0
+    images = image_normaliser(spec)(torch.from_numpy(sample_images(spec.height, spec.width, 4)))
+    if spec.task == "semantic":
+        _recalibrate_batchnorm(net, images)
+    else:
+        _calibrate_maskrcnn(net, spec, images)
     torch.save(net.state_dict(), path)
     return path
+
+
+def _calibrate_maskrcnn(net, spec, images) -> None:
+    import torch
+
+    from export.maskrcnn import MaskRCNNCore
+
+    _recalibrate_batchnorm(net.backbone, images)  # torchvision builds the backbone with plain BatchNorm2d untrained
+    with torch.no_grad():
+        features = list(net.backbone(images).values())
+        objectness = torch.cat([o.flatten() for o in net.rpn.head(features)[0]])
+        net.rpn.head.cls_logits.weight *= RPN_LOGIT_STD / objectness.std()
+        net.rpn.head.cls_logits.bias.zero_()
+        seen = {}
+        hook = net.roi_heads.box_predictor.cls_score.register_forward_hook(lambda m, i, o: seen.setdefault("x", o))
+        try:
+            probe = MaskRCNNCore(net, spec.with_options(score_threshold=0.5))  # few boxes: a cheap probe
+            probe(torch.from_numpy(sample_images(spec.height, spec.width, 1)))
+        finally:
+            hook.remove()
+        scale = CLASS_LOGIT_STD / seen["x"].std()
+        net.roi_heads.box_predictor.cls_score.weight *= scale
+        net.roi_heads.box_predictor.cls_score.bias *= scale
+    net.eval()
+
+
+def fixture_statistics(spec, module, image: np.ndarray) -> dict:
+    """What the served ``module`` answers on one model-size ``image``: for semantic models the classes present and
+    the largest class's pixel share; for Mask R-CNN the detection count, score range and real (bit-level) ties."""
+    import torch
+
+    with torch.inference_mode():
+        out = module(torch.from_numpy(np.ascontiguousarray(image[None])))
+    if spec.task == "semantic":
+        mask = (out[0] if isinstance(out, (tuple, list)) else out)[0].numpy()
+        counts = np.bincount(mask.ravel().astype(np.int64))
+        return {"classes": int(np.count_nonzero(counts)), "largest_share": float(counts.max() / mask.size),
+                "mask": mask}
+    boxes, scores, labels, masks, count = (t.numpy() for t in out)
+    n = int(count.reshape(-1)[0])
+    s = np.sort(scores[0, :n].astype(np.float64))
+    return {"detections": n, "min_score": float(s.min()) if n else 0.0, "max_score": float(s.max()) if n else 0.0,
+            "ties": int(np.sum(np.diff(s) <= 1e-7)), "labels": int(len(np.unique(labels[0, :n]))),
+            "scores": s}
