@@ -40,9 +40,11 @@ def unletterbox_counts(mask: np.ndarray, box: Letterbox) -> np.ndarray:
 
 
 def unletterbox_boxes(boxes: np.ndarray, box: Letterbox) -> np.ndarray:
-    """[N, 4] (x1, y1, x2, y2) in model-input pixels -> original-image pixels, clipped to the image."""
+    """[N, 4] (x1, y1, x2, y2) in model-input pixels -> original-image pixels, clipped to the image. Each axis is
+    scaled by its own resize ratio (the resized sides are rounded), so the resized region maps onto the whole image."""
     shift = np.array([box.pad_left, box.pad_top, box.pad_left, box.pad_top], dtype=np.float32)
-    out = (boxes.astype(np.float32) - shift) / np.float32(box.scale)
+    sx, sy = box.original_width / box.resized_width, box.original_height / box.resized_height
+    out = (boxes.astype(np.float32) - shift) * np.array([sx, sy, sx, sy], dtype=np.float32)
     out[:, 0::2] = np.clip(out[:, 0::2], 0, box.original_width)
     out[:, 1::2] = np.clip(out[:, 1::2], 0, box.original_height)
     return out

@@ -54,7 +54,8 @@ def check_parity(module: "torch.nn.Module", spec: ModelSpec, onnx_path: Path, im
         if got.dtype != want.np_dtype or tuple(got.shape[1:]) != want.dims:
             raise ExportError(f"ONNX output {name} of `{spec.name}` is {got.dtype}{list(got.shape)}, spec says "
                               f"{want.np_dtype}[batch, {', '.join(map(str, want.dims))}].")
-    agreement = compare_outputs(spec.task, reference, candidate, max_detections=spec.max_detections, limits=limits)
+    agreement = compare_outputs(spec.task, reference, candidate, max_detections=spec.max_detections, limits=limits,
+                                score_threshold=spec.score_threshold)
     if not agreement.passed:
         raise ExportError(f"Parity check failed for `{spec.name}` (ONNX Runtime vs PyTorch): {agreement.summary}.")
     log.debug("parity %s: %s", spec.name, agreement.summary)
