@@ -1,0 +1,251 @@
+"""Table-driven tests of the static TensorRT checker: the cases are derived from the operator table file itself, so a
+regenerated table is tested row by row without editing this file.
+
+For every row: an unsupported op is refused; a supported op with a clean node passes; input 0 of a type the row does
+not list is refused; each restriction (initializer inputs, constant limits, attribute values, output counts, spatial
+rank) is refused when violated. Ops missing from the table (every other standard ONNX op, an invented op, a custom
+domain) are refused, and opsets outside the table's range are reported. A restriction kind this file does not know
+fails the test: the checker and this test must learn it together.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+try:  # export/tensorrt/ package: one table per TensorRT version
+    from export.tensorrt import static_check as _checker
+
+    TABLES = {version: json.loads(path.read_text()) for version, path in _checker.available_tables().items()}
+
+    def check(model, version):
+        return _checker.check_model(model, "m", version)
+except ImportError:  # single-table module
+    from export import trt_support as _checker
+
+    TABLES = {"current": json.loads(_checker.SUPPORT_FILE.read_text())}
+
+    def check(model, version):
+        return _checker.check_model(model, "m")
+
+
+KNOWN_RULES = {"initializer_input", "max_constant_input", "attribute_in", "max_outputs", "spatial_rank"}
+DTYPES = {"FP32": TensorProto.FLOAT, "FP16": TensorProto.FLOAT16, "INT32": TensorProto.INT32,
+          "INT8": TensorProto.INT8, "BOOL": TensorProto.BOOL, "INT64": TensorProto.INT64,
+          "BF16": TensorProto.BFLOAT16, "DOUBLE": TensorProto.DOUBLE}
+# Types a row never gains by the table's widening rules (INT32->INT64, FP16->BF16, FP32->DOUBLE): if a row does not
+# list one of these, a tensor of that type must be refused.
+PLAIN_TYPES = ("BOOL", "INT8", "INT32", "FP16", "FP32")
+SKIP_TYPE_CHECK = {"Constant", "Cast", "ConstantOfShape"}  # no input 0 / typed by their output
+
+
+def rows(predicate):
+    return [pytest.param(version, op, row, id=f"{version}-{op}")
+            for version, table in sorted(TABLES.items()) for op, row in sorted(table["operators"].items())
+            if predicate(op, row)]
+
+
+def restriction_cases():
+    return [pytest.param(version, op, row, k, id=f"{version}-{op}-{rule['rule']}-{k}")
+            for version, table in sorted(TABLES.items()) for op, row in sorted(table["operators"].items())
+            if row["supported"] for k, rule in enumerate(row.get("restrictions", []))]
+
+
+def opset_of(version):
+    low, high = TABLES[version]["_meta"]["opset_range"]
+    return max(low, min(17, high))
+
+
+def node_model(op, row, *, version, input_type=None, rank=4, initializers=None, runtime=(), attributes=None,
+               outputs=1, opset=None, omitted=()):
+    """One node of ``op``: input 0 a graph input of ``input_type`` (rank ``rank``), further inputs initializers
+    (``initializers``: index -> array) or graph inputs (``runtime``: indices)."""
+    initializers = dict(initializers or {})
+    arity = schema_arity(op, opset or opset_of(version))
+    count = max([arity[0] - 1, 0, *initializers, *runtime]) + 1
+    dtype = input_type or next((t for t in row.get("types", []) if t in DTYPES), "FP32")
+    inputs, inits, names = [], [], []
+    for i in range(count):
+        name = f"in{i}"
+        names.append(name)
+        if i in initializers:
+            inits.append(numpy_helper.from_array(np.asarray(initializers[i]), name))
+        elif i == 0 or i not in runtime:  # data inputs: like input 0
+            inputs.append(helper.make_tensor_value_info(name, DTYPES[dtype], [1] * (rank - 2) + [8, 8]))
+        else:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [1]))
+    out_names = [f"out{k}" for k in range(max(outputs, arity[1]))]
+    names = ["" if i in omitted else n for i, n in enumerate(names)]  # "": an input left out (ONNX convention)
+    inputs = [v for v in inputs if v.name in names]
+    node = helper.make_node(op, names, out_names, name="n", **(attributes or {}))
+    graph = helper.make_graph([node], "g", inputs, [helper.make_value_info(n, onnx.TypeProto()) for n in out_names],
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset or opset_of(version))])
+
+
+def schema_arity(op, opset):
+    """(minimum inputs, minimum outputs) of a standard op; (1, 1) for ops ONNX does not define."""
+    try:
+        schema = onnx.defs.get_schema(op, opset)
+    except onnx.defs.SchemaError:
+        return 1, 1
+    return max(schema.min_input, 1), max(schema.min_output, 1)
+
+
+def needs_subgraph(op, version):
+    """Control-flow ops (Loop, If, Scan...) need graph attributes: no one-node model for them."""
+    try:
+        schema = onnx.defs.get_schema(op, opset_of(version))
+    except onnx.defs.SchemaError:
+        return False
+    return any(a.type == onnx.defs.OpSchema.AttrType.GRAPH and a.required for a in schema.attributes.values())
+
+
+def clean_kwargs(row):
+    """Arguments that satisfy every restriction of ``row``."""
+    kwargs = {"initializers": {}, "attributes": {}, "rank": 4}
+    for rule in row.get("restrictions", []):
+        kind = rule["rule"]
+        if kind == "initializer_input":
+            kwargs["initializers"].setdefault(rule["index"], np.array([1], np.int64))
+        elif kind == "max_constant_input":
+            kwargs["initializers"][rule["index"]] = np.array([rule["max"]], np.int64)
+        elif kind == "attribute_in":
+            kwargs["attributes"][rule["name"]] = rule["allowed"][0]
+        elif kind == "spatial_rank":
+            kwargs["rank"] = 2 + rule["allowed"][0]
+    return kwargs
+
+
+def problems(findings):
+    return [f.problem for f in findings]
+
+
+def test_every_restriction_kind_in_the_tables_is_known():
+    kinds = {r["rule"] for t in TABLES.values() for row in t["operators"].values() for r in row.get("restrictions", [])}
+    assert kinds <= KNOWN_RULES, f"restriction kinds without a test: {kinds - KNOWN_RULES}"
+
+
+@pytest.mark.parametrize(("version", "op", "row"), rows(lambda op, row: not row["supported"]))
+def test_an_unsupported_op_is_refused(version, op, row):
+    found = problems(check(node_model(op, row, version=version, input_type="FP32"), version))
+    assert found == ["not supported by TensorRT's ONNX parser"], found
+
+
+@pytest.mark.parametrize(("version", "op", "row"), rows(lambda op, row: row["supported"] and op != "Constant"))
+def test_a_supported_op_with_a_clean_node_passes(version, op, row):
+    if needs_subgraph(op, version):
+        pytest.skip(f"{op} needs a subgraph attribute")
+    found = problems(check(node_model(op, row, version=version, **clean_kwargs(row)), version))
+    assert found == [], found
+
+
+@pytest.mark.parametrize(("version", "op", "row"), rows(
+    lambda op, row: row["supported"] and op not in SKIP_TYPE_CHECK and any(t not in row["types"] for t in PLAIN_TYPES)))
+def test_an_input_of_an_unlisted_type_is_refused(version, op, row):
+    if needs_subgraph(op, version):
+        pytest.skip(f"{op} needs a subgraph attribute")
+    bad = next(t for t in PLAIN_TYPES if t not in row["types"])
+    found = problems(check(node_model(op, row, version=version, input_type=bad, **clean_kwargs(row)), version))
+    assert any(f"is {bad}; supported" in p for p in found), found
+
+
+@pytest.mark.parametrize(("version", "op", "row", "index"), restriction_cases())
+def test_each_restriction_is_enforced(version, op, row, index):
+    rule = row["restrictions"][index]
+    kind = rule["rule"]
+    kwargs = clean_kwargs(row)
+    if kind == "initializer_input":
+        kwargs["initializers"].pop(rule["index"])
+        kwargs["runtime"] = (rule["index"],)  # the same input, computed at run time
+    elif kind == "max_constant_input":
+        kwargs["initializers"][rule["index"]] = np.array([rule["max"] + 1], np.int64)
+    elif kind == "attribute_in":
+        allowed = rule["allowed"]
+        kwargs["attributes"][rule["name"]] = "unsupported_value" if isinstance(allowed[0], str) else max(allowed) + 1
+    elif kind == "max_outputs":
+        kwargs["outputs"] = rule["max"] + 1
+    elif kind == "spatial_rank":
+        kwargs["rank"] = 2 + next(r for r in range(1, 8) if r not in rule["allowed"])
+    else:
+        pytest.fail(f"unknown restriction kind {kind!r}")
+    found = problems(check(node_model(op, row, version=version, **kwargs), version))
+    assert any(rule["text"] in p for p in found), (rule, found)
+
+
+def test_a_missing_required_initializer_input_is_refused():
+    for version, table in TABLES.items():
+        for op, row in table["operators"].items():
+            for rule in row.get("restrictions", []):
+                if rule["rule"] == "initializer_input" and not rule.get("optional") and rule["index"] > 0:
+                    kwargs = clean_kwargs(row)
+                    kwargs["initializers"].pop(rule["index"])
+                    model = node_model(op, row, version=version, omitted=(rule["index"],), **kwargs)
+                    found = problems(check(model, version))
+                    assert any(f"input {rule['index']} missing" in p for p in found), (op, found)
+
+
+def _unlisted_standard_ops(version):
+    listed = set(TABLES[version]["operators"])
+    return sorted({s.name for s in onnx.defs.get_all_schemas() if s.domain in ("", "ai.onnx")} - listed)
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_every_op_missing_from_the_table_is_refused(version):
+    unlisted = _unlisted_standard_ops(version) + ["NotARealOp"]
+    for op in unlisted:
+        found = problems(check(node_model(op, {}, version=version, input_type="FP32"), version))
+        assert found == ["not in the TensorRT support list"], (op, found)
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_a_custom_domain_op_needs_a_plugin(version):
+    model = node_model("Relu", {}, version=version, input_type="FP32")
+    model.graph.node[0].domain = "com.example"
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    assert problems(check(model, version)) == ["custom domain `com.example` needs a TensorRT plugin"]
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_opsets_outside_the_tables_range_are_reported(version):
+    low, high = TABLES[version]["_meta"]["opset_range"]
+    row = TABLES[version]["operators"]["Relu"]
+    for opset, ok in ((low - 1, False), (low, True), (high, True), (high + 1, False)):
+        found = problems(check(node_model("Relu", row, version=version, opset=opset), version))
+        assert (not any("outside TensorRT" in p for p in found)) is ok, (opset, found)
+
+
+# Restrictions the exported graphs depend on (Mask R-CNN: NonMaxSuppression, TopK, RoiAlign, Resize, ScatterElements;
+# every model: Conv weights). Pinned so that dropping them from a regenerated table fails here, not on a GPU node.
+# Source: onnx-tensorrt docs/operators.md (the table's own `_meta.source`).
+CRITICAL = [
+    ("NonMaxSuppression", "initializer_input", 2),
+    ("NonMaxSuppression", "initializer_input", 3),
+    ("TopK", "initializer_input", 1),
+    ("Conv", "initializer_input", 1),
+    ("MaxPool", "max_outputs", None),
+    ("Resize", "attribute_in", "mode"),
+]
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+@pytest.mark.parametrize(("op", "kind", "key"), CRITICAL)
+def test_critical_restrictions_stay_in_the_table(version, op, kind, key):
+    row = TABLES[version]["operators"][op]
+    assert row["supported"]
+    found = [r for r in row.get("restrictions", []) if r["rule"] == kind
+             and (key is None or r.get("index") == key or r.get("name") == key)]
+    assert found, f"{op}: {kind} {key} restriction missing from the TensorRT {version} table"
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_control_flow_and_unsupported_ops_stay_refused(version):
+    """Loop/Scan with dynamic trip counts and these are what the Mask R-CNN export had to avoid."""
+    ops = TABLES[version]["operators"]
+    for op in ("Unique", "SequenceConstruct", "Optional"):
+        assert op not in ops or not ops[op]["supported"], op
