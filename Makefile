@@ -27,7 +27,7 @@ help: ## show this help
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[export,test,perf]'
+	$(VPY) -m pip install -q -e '.[export,test,perf,mutation]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create .venv with the project and its export/test/perf extras
@@ -60,8 +60,11 @@ unit-test: venv ## unit tests only (fast, no server)
 chart-test: venv tools ## Helm chart tests only (real helm, offline schema validation)
 	$(VPY) -m pytest tests/chart $(PYTEST_ARGS)
 
+mutation: venv ## mutation score (mutmut) of the pure modules against their fast unit tests; prints kill rate per module
+	$(VPY) scripts/mutation.py
+
 clean: ## remove generated artifacts (keeps .venv and .tools)
-	rm -rf build $(DEMO_OUT) .pytest_cache
+	rm -rf build $(DEMO_OUT) .pytest_cache mutants
 	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 
-.PHONY: help venv tools export serve demo perf test unit-test chart-test clean
+.PHONY: help venv tools export serve demo perf test unit-test chart-test mutation clean

@@ -21,15 +21,17 @@ class Thresholds:
     # Matched detections / the longer list: most detections must pair up, not merely some.
     matched_fraction: float = 0.95
     # A detection missing on one side is excused only if its score is within this of the other side's cut (the
-    # D-th score of a full list, or the score threshold): a real tie at the cut, decided by rounding.
-    tie_tolerance: float = 1e-4
+    # D-th score of a full list, or the score threshold): a real tie at the cut, decided by rounding. ONNX Runtime
+    # (in-process or in Triton) vs PyTorch eager differ by up to a few 1e-4 in score (measured on the test
+    # checkpoints: tests/integration), so 1e-3.
+    tie_tolerance: float = 1e-3
 
 
-# The export parity check and served-vs-eager tests (same FP32 graph: scores agree to ~1e-6); TensorRT FP16 vs ONNX
-# Runtime FP32 uses the looser gate.
+# The export parity check and served-vs-eager tests (same FP32 graph); TensorRT FP16 vs ONNX Runtime FP32 uses the
+# looser gate.
 PARITY = Thresholds()
 FP16_GATE = Thresholds(pixel_agreement=0.995, match_iou=0.95, box_error_px=1.0, mask_agreement=0.99,
-                       matched_fraction=0.9, tie_tolerance=5e-3)
+                       matched_fraction=0.9, tie_tolerance=1e-2)
 
 
 @dataclass(frozen=True)

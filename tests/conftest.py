@@ -4,13 +4,12 @@ meaningful (required tools present, the shared repository left untouched)."""
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support import TOOLS, make_checkpoint, small_spec
+from support import TOOLS, copy_repository, make_checkpoint, small_spec
 
 # Triton's python backend stub imports model.py from the model repository; without this it writes __pycache__ there,
 # so the session's shared repository changed under the tests that read it (test_repository_layout failed whenever an
@@ -38,7 +37,7 @@ def exported(tmp_path_factory) -> dict[str, Exported]:
     statistics, see support.py), parity check on; ``module`` is the eager served module with the same weights.
     ``exported["_repository"]`` is shared by the whole run and must stay read-only: serve a copy
     (``repository_copy``); the session fails at teardown if anything in it changed."""
-    torch = pytest.importorskip("torch")
+    import torch
     from export.config import ServingOptions
     from export.models import MODELS, build_served_module
     from export.pipeline import export_model
@@ -61,13 +60,6 @@ def exported(tmp_path_factory) -> dict[str, Exported]:
     if after != before:
         changed = sorted(set(after) ^ set(before) | {k for k in after if before.get(k) != after[k]})
         pytest.fail(f"a test wrote into the shared model repository {repo}: {changed[:5]}", pytrace=False)
-
-
-def copy_repository(source: Path, target: Path) -> Path:
-    """A private copy of a model repository (files hard-linked: cheap; directories new, so whatever a server writes
-    beside the files stays in the copy)."""
-    shutil.copytree(source, target, copy_function=os.link)
-    return target
 
 
 @pytest.fixture

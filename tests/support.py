@@ -10,6 +10,8 @@ R-CNN scored every class near 1/91 (or, with logits x20, every detection 1.0), s
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +36,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def copy_repository(source: Path, target: Path) -> Path:
+    """A private copy of a model repository (files hard-linked: cheap; directories new, so whatever a server writes
+    beside the files stays in the copy)."""
+    shutil.copytree(source, target, copy_function=os.link)
+    return target
 
 
 def small_spec(name: str):

@@ -11,7 +11,7 @@ import pytest
 from export.models import MODELS
 from support import fixture_statistics, photo
 
-pytest.importorskip("torch")
+import torch  # noqa: E402,F401  (required: a missing torch fails, never skips)
 
 SEMANTIC = sorted(n for n in MODELS if MODELS[n].spec.task == "semantic")
 

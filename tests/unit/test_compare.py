@@ -75,10 +75,10 @@ def test_a_missing_detection_fails_unless_it_ties_the_other_sides_cut():
     assert not result.passed and result.unmatched_untied == 2
 
 
-@pytest.mark.parametrize(("gap", "tied"), [(0.0, True), (5e-5, True), (2e-4, False), (0.01, False), (0.4, False)])
+@pytest.mark.parametrize(("gap", "tied"), [(0.0, True), (9e-4, True), (2e-3, False), (0.01, False), (0.4, False)])
 def test_only_a_real_score_tie_excuses_a_miss(gap, tied):
     """Reference and candidate are full lists (D = 20) that differ in one detection each. The reference's extra
-    detection scores ``gap`` above the candidate's cut (0.5): only a real tie (within 1e-4) may explain the miss."""
+    detection scores ``gap`` above the candidate's cut (0.5): only a real tie (within 1e-3) may explain the miss."""
     boxes = grid_boxes(21)
     scores = np.linspace(0.9, 0.5, 19).tolist()
     ref = dets(boxes[:20], [*scores, 0.5 + gap])
@@ -101,7 +101,7 @@ def test_a_tie_is_judged_against_the_other_sides_cut_not_its_own():
 
 def test_a_detection_at_the_score_threshold_may_be_missing_on_the_other_side():
     boxes = grid_boxes(3)
-    ref = dets(boxes, [0.9, 0.8, 0.05003])
+    ref = dets(boxes, [0.9, 0.8, 0.0503])
     cand = dets(boxes[:2], [0.9, 0.8])
     limits = PARITY.__class__(matched_fraction=0.6)
     assert compare_detections(ref, cand, max_detections=100, score_threshold=0.05, limits=limits).passed

@@ -72,3 +72,53 @@ def test_unreadable_images_give_one_clear_error(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(ClientError, match=r"expected uint8 \[H, W, 3\] RGB"):
         load_image(np.zeros((4, 4), np.float32))
+
+
+def test_load_image_takes_paths_bytes_pil_images_and_arrays(tmp_path):
+    rgb = np.zeros((6, 9, 3), np.uint8)
+    rgb[:, :3] = (250, 5, 5)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    for source in (tmp_path / "a.png", str(tmp_path / "a.png"), (tmp_path / "a.png").read_bytes(),
+                   Image.fromarray(rgb), rgb):
+        out = load_image(source)
+        assert out.dtype == np.uint8 and out.shape == (6, 9, 3), type(source)
+        np.testing.assert_array_equal(out, rgb)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4, 4), np.uint8), np.zeros((1, 4, 4, 3), np.uint8),
+                                 np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8)])
+def test_load_image_refuses_arrays_that_are_not_uint8_rgb(bad):
+    with pytest.raises(ClientError, match=r"Bad image array .*: expected uint8 \[H, W, 3\] RGB\."):
+        load_image(bad)
+
+
+def test_undecodable_bytes_are_named_as_bytes():
+    with pytest.raises(ClientError, match=r"^Cannot read image `<bytes>`: not a decodable image"):
+        load_image(b"definitely not an image")
+
+
+def test_letterbox_resizes_bilinearly_with_pixel_centres():
+    """A 1x2 image [0, 255] upscaled x2 into a 2x4 model: bilinear with half-pixel centres gives 0, 64, 191, 255
+    (source x = (x + 0.5) / 2 - 0.5, clamped) in every channel and row."""
+    rgb = np.zeros((1, 2, 3), np.uint8)
+    rgb[0, 1] = 255
+    canvas, box = letterbox(rgb, 2, 4)
+    assert (box.resized_height, box.resized_width, box.pad_top, box.pad_left) == (2, 4, 0, 0)
+    for row in canvas:
+        for channel in range(3):
+            np.testing.assert_allclose(row[:, channel], [0, 64, 191, 255], atol=1)
+
+
+def test_an_image_already_at_the_model_size_is_passed_through_unchanged():
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    canvas, box = letterbox(rgb, 32, 48)
+    np.testing.assert_array_equal(canvas, rgb)
+    assert box.scale == 1.0
+
+
+def test_a_tiny_image_keeps_at_least_one_pixel_per_side():
+    canvas, box = letterbox(np.full((1, 300, 3), 9, np.uint8), 64, 64)  # 300:1 -> 0.21 rows: kept as 1
+    assert (box.resized_height, box.resized_width, box.pad_top) == (1, 64, 31)
+    assert (canvas[31] == 9).all() and (canvas[30] == PAD_COLOUR).all() and (canvas[32] == PAD_COLOUR).all()
+    canvas, box = letterbox(np.full((300, 1, 3), 9, np.uint8), 64, 64)
+    assert (box.resized_height, box.resized_width, box.pad_left) == (64, 1, 31)
