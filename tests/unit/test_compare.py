@@ -178,3 +178,64 @@ def test_batch_sizes_must_agree():
     good = dets(grid_boxes(2), [0.9, 0.8])
     result = compare_outputs("instance", outputs([good, good], 10), outputs([good], 10), max_detections=10)
     assert not result.passed and "batch sizes differ: 2 vs 1" in result.summary
+
+
+def test_thresholds_are_inclusive():
+    """Exactly at each limit passes; one step worse fails."""
+    a = np.zeros((1, 1000), np.uint8)
+    b = a.copy()
+    b[0, 0] = 1  # 999 / 1000 = the limit
+    assert compare_masks(a, b).passed and "batch item" not in compare_masks(a, b).summary
+    b[0, 1] = 1
+    assert not compare_masks(a, b).passed
+    ref = dets([[0, 0, 200, 200]], [0.9])
+    at_limit = compare_detections(ref, dets([[0.5, 0, 200.5, 200]], [0.9]), max_detections=100)
+    assert at_limit.matched == 1 and at_limit.max_box_error_px == 0.5 and at_limit.passed
+    quarter = dets([[0, 0, 200, 200]], [0.9])
+    quarter["masks"][0, :7] = 0.1  # 7 of 28 rows differ: 75% agreement
+    limits = PARITY.__class__(mask_agreement=0.75)
+    assert compare_detections(ref, quarter, max_detections=100, limits=limits).passed
+    assert not compare_detections(ref, quarter, max_detections=100, limits=PARITY.__class__(mask_agreement=0.76)).passed
+    # A mask probability of exactly 0.5 counts as foreground on both sides.
+    assert compare_detections(dets([[0, 0, 9, 9]], [0.9], mask=0.5), dets([[0, 0, 9, 9]], [0.9], mask=0.9),
+                              max_detections=100).mask_agreement == 1.0
+
+
+def test_box_iou_values():
+    from export.compare import box_iou
+
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10], [2, 2, 4, 4], [0, 12, 10, 20]], np.float32)
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0.0, 1.0, 4 / 100, 0.0]], rtol=1e-12)
+    assert box_iou(a, b).shape == (1, 5) and box_iou(b, a).shape == (5, 1)
+
+
+def test_matching_is_one_to_one_and_best_first():
+    """Two candidates overlap one reference box; the better one is matched, the other is a miss."""
+    ref = dets([[0, 0, 100, 100]], [0.9])
+    cand = dets([[0, 0, 100, 100.5], [0, 0, 100, 100]], [0.9, 0.9])
+    result = compare_detections(ref, cand, max_detections=100, limits=PARITY.__class__(matched_fraction=0.5))
+    assert result.matched == 1 and result.max_box_error_px == 0.0 and result.unmatched_untied == 1
+
+
+def test_iou_exactly_at_the_match_threshold_is_not_a_match():
+    ref = dets([[0, 0, 100, 100]], [0.9])
+    cand = dets([[0, 0, 100, 50]], [0.9])  # IoU 0.5
+    assert compare_detections(ref, cand, max_detections=100, limits=PARITY.__class__(match_iou=0.5)).matched == 0
+    assert compare_detections(ref, cand, max_detections=100, limits=PARITY.__class__(match_iou=0.49)).matched == 1
+
+
+def test_padded_outputs_are_cut_per_batch_item():
+    from export.compare import detections_from_outputs
+
+    first = dets(grid_boxes(3), [0.9, 0.8, 0.7], [1, 2, 3])
+    second = dets(grid_boxes(5, offset=1.0), [0.6, 0.5, 0.4, 0.3, 0.2], [4, 5, 6, 7, 8], mask=0.3)
+    out = outputs([first, second], 10)
+    got = detections_from_outputs(out, 1)
+    assert [len(v) for v in got.values()] == [5, 5, 5, 5]
+    np.testing.assert_array_equal(got["boxes"], second["boxes"])
+    np.testing.assert_allclose(got["scores"], second["scores"])
+    np.testing.assert_array_equal(got["labels"], second["labels"])
+    assert got["boxes"].dtype == got["scores"].dtype == got["masks"].dtype == np.float32
+    np.testing.assert_allclose(got["masks"], 0.3, atol=1e-3)
+    assert len(detections_from_outputs(out)["boxes"]) == 3  # item 0 by default

@@ -249,3 +249,79 @@ def test_control_flow_and_unsupported_ops_stay_refused(version):
     ops = TABLES[version]["operators"]
     for op in ("Unique", "SequenceConstruct", "Optional"):
         assert op not in ops or not ops[op]["supported"], op
+
+
+def _graph(nodes, inputs, outputs, initializers=(), opset=17, extra_opsets=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+
+
+def _io(name, dtype, shape=(1, 3, 8, 8)):
+    return helper.make_tensor_value_info(name, dtype, list(shape))
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_findings_name_the_model_node_and_op(version):
+    model = _graph([helper.make_node("Unique", ["x"], ["y"], name="dedupe"), helper.make_node("Unique", ["y"], ["z"])],
+                   [_io("x", TensorProto.FLOAT)], [_io("z", TensorProto.FLOAT)])
+    findings = _checker.check_model(model, "mymodel", *([version] if version != "current" else []))
+    assert [(f.model, f.node, f.op) for f in findings] == [("mymodel", "dedupe", "Unique"), ("mymodel", "z", "Unique")]
+    assert str(findings[0]) == "mymodel: node `dedupe` (Unique): not supported by TensorRT's ONNX parser"
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_opsets_of_other_domains_are_not_range_checked(version):
+    model = _graph([helper.make_node("Relu", ["x"], ["y"], domain="ai.onnx")], [_io("x", TensorProto.FLOAT)],
+                   [_io("y", TensorProto.FLOAT)], extra_opsets=[helper.make_opsetid("com.example", 1)])
+    assert problems(check(model, version)) == []
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_a_constant_node_counts_as_an_initializer(version):
+    """TopK's K from a Constant node is a build-time constant: accepted, and still held to the K limit."""
+    limit = next(r["max"] for r in TABLES[version]["operators"]["TopK"]["restrictions"]
+                 if r["rule"] == "max_constant_input")
+    for k, ok in ((limit, True), (limit + 1, False)):
+        nodes = [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array([k], np.int64))),
+                 helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk")]
+        model = _graph(nodes, [_io("x", TensorProto.FLOAT, (1, 5000))],
+                       [_io("v", TensorProto.FLOAT, (1, k)), _io("i", TensorProto.INT64, (1, k))])
+        found = problems(check(model, version))
+        assert (found == []) is ok, (k, found)
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_uint8_only_at_the_network_boundary(version):
+    """A UINT8 network input cast to FP32 is fine; a UINT8 tensor between two layers is not."""
+    ok = _graph([helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT), helper.make_node("Relu", ["f"], ["y"])],
+                [_io("x", TensorProto.UINT8)], [_io("y", TensorProto.FLOAT)])
+    assert problems(check(ok, version)) == []
+    inside = _graph([helper.make_node("Relu", ["x"], ["f"]), helper.make_node("Cast", ["f"], ["u"], to=TensorProto.UINT8),
+                     helper.make_node("Cast", ["u"], ["y"], to=TensorProto.FLOAT)],
+                    [_io("x", TensorProto.FLOAT)], [_io("y", TensorProto.FLOAT)])
+    found = problems(check(inside, version))
+    assert any("UINT8 tensor `u` inside the network" in p for p in found), found
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_widened_types_follow_the_tables_type_rules(version):
+    """DOUBLE is accepted where FP32 is listed (the parser casts it down), and refused where FP32 is not."""
+    ops = TABLES[version]["operators"]
+    with_fp32 = next(op for op, row in sorted(ops.items()) if row["supported"] and "FP32" in row.get("types", [])
+                     and op == "Relu")
+    model = node_model(with_fp32, ops[with_fp32], version=version, input_type="DOUBLE")
+    assert problems(check(model, version)) == []
+    without = next(op for op, row in sorted(ops.items()) if row["supported"] and row.get("types")
+                   and "FP32" not in row["types"] and op not in SKIP_TYPE_CHECK and not row.get("restrictions")
+                   and not needs_subgraph(op, version))
+    model = node_model(without, ops[without], version=version, input_type="DOUBLE")
+    assert any("is DOUBLE; supported" in p for p in problems(check(model, version)))
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_a_file_is_checked_like_the_model(version, tmp_path):
+    model = node_model("Unique", {}, version=version, input_type="FP32")
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    args = [version] if version != "current" else []
+    from_file = _checker.check_onnx_file(tmp_path / "m.onnx", "m", *args)
+    assert [str(f) for f in from_file] == [str(f) for f in _checker.check_model(model, "m", *args)] != []
