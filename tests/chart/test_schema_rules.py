@@ -136,7 +136,6 @@ CRITICAL = [
     (("gpu", "count"), "minimum"),
     (("service", "type"), "enum"),
     (("service", "grpcPort"), "maximum"),
-    (("engineBuild", "precision"), "enum"),
     (("replicaCount",), "minimum"),
     (("autoscaling", "minReplicas"), "minimum"),
     (("podSecurityContext", "runAsUser"), "minimum"),
