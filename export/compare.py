@@ -12,6 +12,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 
+# Boxes overlapping more than this may suppress each other in NMS (torchvision's RoI-head NMS uses 0.5).
+NMS_OVERLAP = 0.5
+
+
 @dataclass(frozen=True)
 class Thresholds:
     pixel_agreement: float = 0.999
@@ -110,20 +114,32 @@ def compare_detections(reference: dict[str, np.ndarray], candidate: dict[str, np
                        limits: Thresholds = PARITY, score_threshold: float = 0.0) -> Agreement:
     """Detections of one image, each a dict of ``boxes [n,4]``, ``scores [n]``, ``labels [n]``, ``masks [n,r,r]``
     (already cut to their real count). A detection without a partner (same label, IoU > ``match_iou``) fails the
-    comparison unless its score ties the other side's cut within ``tie_tolerance``."""
+    comparison unless its score ties the other side's cut within ``tie_tolerance``, or it and an unmatched
+    overlapping same-class detection on the other side tie in score (an NMS tie)."""
     rb, cb = reference["boxes"], candidate["boxes"]
     n_ref, n_cand = len(rb), len(cb)
-    iou = box_iou(rb, cb) if n_ref and n_cand else np.zeros((n_ref, n_cand))
+    raw_iou = box_iou(rb, cb) if n_ref and n_cand else np.zeros((n_ref, n_cand))
+    iou = raw_iou.copy()
     iou[reference["labels"][:, None] != candidate["labels"][None, :]] = 0.0
     pairs = _match(iou, limits.match_iou)
+
+    used_r, used_c = {i for i, _ in pairs}, {j for _, j in pairs}
+    # An NMS tie: two overlapping same-class boxes scored within the tolerance of each other; rounding decides which
+    # one NMS keeps, so each side holds one of them. Such a pair is excused on both sides.
+    rs, cs = reference["scores"], candidate["scores"]
+    for i in range(n_ref):
+        for j in range(n_cand):
+            if (i not in used_r and j not in used_c and reference["labels"][i] == candidate["labels"][j]
+                    and raw_iou[i, j] > NMS_OVERLAP and abs(float(rs[i]) - float(cs[j])) <= limits.tie_tolerance):
+                used_r.add(i)
+                used_c.add(j)
 
     def untied(scores: np.ndarray, used: set[int], other_cut: float) -> int:
         return sum(1 for k in range(len(scores)) if k not in used and scores[k] > other_cut + limits.tie_tolerance)
 
-    ref_cut = _cut(reference["scores"], max_detections, score_threshold)
-    cand_cut = _cut(candidate["scores"], max_detections, score_threshold)
-    missing = (untied(reference["scores"], {i for i, _ in pairs}, cand_cut)
-               + untied(candidate["scores"], {j for _, j in pairs}, ref_cut))
+    ref_cut = _cut(rs, max_detections, score_threshold)
+    cand_cut = _cut(cs, max_detections, score_threshold)
+    missing = untied(rs, used_r, cand_cut) + untied(cs, used_c, ref_cut)
     box_err = max((float(np.abs(rb[i] - cb[j]).max()) for i, j in pairs), default=0.0)
     if pairs:
         rm = np.stack([reference["masks"][i] for i, _ in pairs]) >= 0.5

@@ -239,3 +239,19 @@ def test_padded_outputs_are_cut_per_batch_item():
     assert got["boxes"].dtype == got["scores"].dtype == got["masks"].dtype == np.float32
     np.testing.assert_allclose(got["masks"], 0.3, atol=1e-3)
     assert len(detections_from_outputs(out)["boxes"]) == 3  # item 0 by default
+
+
+@pytest.mark.parametrize(("gap", "excused"), [(0.0, True), (5e-4, True), (5e-3, False)])
+def test_an_nms_tie_swaps_one_overlapping_box_for_another(gap, excused):
+    """Two overlapping same-class boxes with (nearly) equal scores: NMS keeps either. Reference kept box A, the
+    candidate box B (IoU 0.6 between them): excused only when the two scores really tie."""
+    boxes = grid_boxes(5) * 5  # 50x50 boxes, far apart
+    a = np.array([500, 500, 600, 600], np.float32)
+    b = np.array([500, 525, 600, 625], np.float32)  # IoU 75/125 = 0.6 with a
+    ref = dets(np.vstack([boxes, a]), [0.9, 0.8, 0.7, 0.6, 0.5, 0.75])
+    cand = dets(np.vstack([boxes, b]), [0.9, 0.8, 0.7, 0.6, 0.5, 0.75 + gap])
+    result = compare_detections(ref, cand, max_detections=100, limits=PARITY.__class__(matched_fraction=0.8))
+    assert result.matched == 5 and result.passed is excused, result.summary
+    other_label = dets(np.vstack([boxes, b]), [0.9, 0.8, 0.7, 0.6, 0.5, 0.75], [1, 1, 1, 1, 1, 2])
+    assert not compare_detections(ref, other_label, max_detections=100,
+                                  limits=PARITY.__class__(matched_fraction=0.8)).passed
