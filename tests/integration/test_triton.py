@@ -46,6 +46,23 @@ def hand_letterbox(height, width, model):
     return nh, nw, (model - nh) // 2, (model - nw) // 2
 
 
+def unmatched_report(eager, served):
+    """The detections without a partner, for a failure message."""
+    from export.compare import box_iou, detections_from_outputs
+
+    if "BOXES" not in eager:
+        return ""
+    a, b = detections_from_outputs(eager), detections_from_outputs(served)
+    iou = box_iou(a["boxes"], b["boxes"])
+    lines = []
+    for name, x, other, m in (("eager", a, b, iou), ("served", b, a, iou.T)):
+        for k in np.nonzero(m.max(axis=1) <= 0.99)[0]:
+            j = int(m[k].argmax())
+            lines.append(f"{name} #{k} label {x['labels'][k]} score {x['scores'][k]:.6f} box {x['boxes'][k].round(2)}; "
+                         f"nearest #{j} IoU {m[k, j]:.3f} label {other['labels'][j]} score {other['scores'][j]:.6f}")
+    return "\n" + "\n".join(lines)
+
+
 def tie_positions(out_size, in_size):
     """Output indices whose pixel centre maps exactly onto a border between two source pixels."""
     centre = (np.arange(out_size) + 0.5) * in_size / out_size
@@ -78,7 +95,7 @@ def test_served_result_equals_in_process_pytorch(server, exported, name):
         eager = run_eager(item.module, item.spec, canvas[None])
         agreement = compare_outputs(item.spec.task, eager, served, max_detections=item.spec.max_detections,
                                     score_threshold=item.spec.score_threshold)
-        assert agreement.passed, agreement.summary
+        assert agreement.passed, agreement.summary + unmatched_report(eager, served)
         result = seg(image)
     if item.spec.task == "semantic":
         crop = eager["MASK"][0][top:top + nh, left:left + nw]
