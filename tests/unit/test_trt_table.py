@@ -143,6 +143,8 @@ def test_a_supported_op_with_a_clean_node_passes(version, op, row):
         assert not row.get("restrictions"), f"{op}: restrictions without a test"
         return
     found = problems(check(node_model(op, row, version=version, **clean_kwargs(row)), version))
+    # A one-node model's output type follows the op (QuantizeLinear writes UINT8), not the row under test.
+    found = [p for p in found if not p.startswith("UINT8 network output")]
     assert found == [], found
 
 
@@ -221,16 +223,14 @@ def test_opsets_outside_the_tables_range_are_reported(version):
         assert (not any("outside TensorRT" in p for p in found)) is ok, (opset, found)
 
 
-# Restrictions the exported graphs depend on (Mask R-CNN: NonMaxSuppression, TopK, RoiAlign, Resize, ScatterElements;
-# every model: Conv weights). Pinned so that dropping them from a regenerated table fails here, not on a GPU node.
+# Restrictions the exported graphs depend on (Mask R-CNN: TopK's K limit; FPN/DeepLab: Resize modes; backbones:
+# MaxPool without Indices). Pinned so that dropping them from a regenerated table fails here, not on a GPU node.
 # Source: onnx-tensorrt docs/operators.md (the table's own `_meta.source`).
 CRITICAL = [
-    ("NonMaxSuppression", "initializer_input", 2),
-    ("NonMaxSuppression", "initializer_input", 3),
-    ("TopK", "initializer_input", 1),
-    ("Conv", "initializer_input", 1),
+    ("TopK", "max_constant_input", 1),
     ("MaxPool", "max_outputs", None),
     ("Resize", "attribute_in", "mode"),
+    ("Resize", "attribute_in", "coordinate_transformation_mode"),
 ]
 
 
