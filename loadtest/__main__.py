@@ -65,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
                      help="concurrency levels of the shared-memory run (default: lowest and highest of --concurrency)")
     run.add_argument("--window-ms", type=int, default=4000, help="perf_analyzer measurement window (default: 4000)")
     run.add_argument("--stability", type=int, default=20,
-                     help="percent within which 3 windows must agree (default: 20; perf_analyzer's own is 10)")
+                     help="percent within which 3 windows must agree, 1..1000 (default: 20; perf_analyzer's own is 10)")
     run.add_argument("--max-trials", type=int, default=8, help="windows per level before giving up (default: 8)")
     run.add_argument("--compression", choices=("none", "gzip", "deflate"), default="none",
                      help="gRPC request compression (default: %(default)s)")

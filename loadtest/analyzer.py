@@ -93,8 +93,8 @@ class Measurement:
     def __post_init__(self) -> None:
         if self.window_ms < 100:
             raise LoadTestError(f"Bad measurement window {self.window_ms} ms: use 100 ms or more.")
-        if not 1 <= self.stability_percent <= 100:
-            raise LoadTestError(f"Bad stability {self.stability_percent}%: use 1..100.")
+        if not 1 <= self.stability_percent <= 1000:
+            raise LoadTestError(f"Bad stability {self.stability_percent}%: use 1..1000.")
         if self.max_trials < 3:
             raise LoadTestError(f"Bad max trials {self.max_trials}: perf_analyzer needs at least 3.")
 

@@ -21,7 +21,8 @@ MODEL = "deeplabv3_mobilenet"
 ADMIN_KEY = secrets.token_hex(8)
 # Three windows per level, long enough for requests to complete on a busy machine; stability 100% accepts any three
 # windows: this checks the pipeline, not speed.
-QUICK = ["--window-ms", "2500", "--stability", "100", "--max-trials", "3"]
+# A smoke test, not a measurement: windows may disagree widely on a busy 2-core machine (seen failing at 100%).
+QUICK = ["--window-ms", "2500", "--stability", "1000", "--max-trials", "5"]
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,10 @@ def test_bad_load_levels_are_named(load, match):
 def test_bad_measurement_is_named():
     with pytest.raises(LoadTestError, match="at least 3"):
         Measurement(max_trials=2)
+    with pytest.raises(LoadTestError, match=r"Bad stability 1001%: use 1\.\.1000"):
+        Measurement(stability_percent=1001)
+    with pytest.raises(LoadTestError, match=r"Bad measurement window 99 ms"):
+        Measurement(window_ms=99)
 
 
 def test_missing_perf_analyzer_says_how_to_fetch_it(tmp_path, monkeypatch):
