@@ -40,8 +40,8 @@ def _applies(option: str, spec) -> bool:
     """Whether a spec option is meant for ``spec`` when several models are exported at once."""
     if option == "num_classes":
         return spec.name == "unet"
-    if option in ("probs", "max_batch_size"):
-        return spec.task == "semantic"  # Mask R-CNN is exported for batch 1 only
+    if option == "probs":
+        return spec.task == "semantic"
     if option in ("max_detections", "score_threshold"):
         return spec.task == "instance"
     return True

@@ -52,6 +52,8 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path, precisio
     if dynamic:
         batch = torch.export.Dim("batch", min=1, max=spec.max_batch_size)
         dynamic_shapes = {"image": {0: batch}}
+    # A module with custom ops (Mask R-CNN's grouped NMS) names their ONNX lowering.
+    translations = getattr(module, "onnx_translation_table", None)
     started = time.perf_counter()
     chatter = io.StringIO()
     try:
@@ -64,6 +66,7 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path, precisio
                 input_names=spec.input_names,
                 output_names=spec.output_names,
                 dynamic_shapes=dynamic_shapes,
+                custom_translation_table=translations() if translations else None,
                 opset_version=spec.opset,
                 external_data=False,
                 optimize=True,

@@ -191,8 +191,6 @@ class ModelSpec:
                                   "an instance model takes 0 <= t < 1.")
             changes["score_threshold"] = score_threshold
         if max_batch_size is not None:
-            if self.task == "instance" and max_batch_size != 1:
-                raise ExportError(f"`{self.name}` is exported for batch 1 only; got max batch {max_batch_size}.")
             if not 1 <= max_batch_size <= 256:
                 raise ExportError(f"Bad max batch size {max_batch_size}: use 1..256.")
             prefs = tuple(b for b in self.preferred_batch_sizes if b <= max_batch_size)
@@ -242,7 +240,10 @@ SPECS: dict[str, ModelSpec] = {
             height=800,
             width=800,
             class_names=COCO_CLASSES,
-            max_batch_size=1,
+            # Batched core (export/maskrcnn): every image independent, so the dynamic batcher may merge requests.
+            # TensorRT profile 1/4/8 (opt = the largest preferred size).
+            max_batch_size=8,
+            preferred_batch_sizes=(4,),
             max_detections=100,
         ),
         # A real trained network: rembg's U²-Net-p, imported from its ONNX file (export/importer/builtin.py).

@@ -50,7 +50,10 @@ def test_every_target_serves_the_same_tensors(name, target):
 def test_dynamic_batching_uses_the_spec_preferred_sizes():
     config = config_dict(get_spec("unet"), ServingOptions.for_target("tensorrt"))
     assert config["dynamic_batching"]["preferred_batch_size"] == [4, 8]
-    assert "dynamic_batching" not in config_dict(get_spec("maskrcnn"), ServingOptions.for_target("local"))
+    maskrcnn = get_spec("maskrcnn")
+    assert config_dict(maskrcnn, ServingOptions.for_target("local"))["dynamic_batching"]["preferred_batch_size"] == [4]
+    assert "dynamic_batching" not in config_dict(maskrcnn.with_options(max_batch_size=1),
+                                                 ServingOptions.for_target("local"))
 
 
 def test_tensorrt_target_is_a_plan_on_gpu():

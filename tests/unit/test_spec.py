@@ -44,7 +44,7 @@ def test_maskrcnn_outputs_are_fixed_size_and_padded():
     assert {t.name: t.dims for t in spec.outputs} == {
         "BOXES": (100, 4), "SCORES": (100,), "LABELS": (100,), "MASKS": (100, 28, 28), "NUM_DETECTIONS": (1,)}
     assert spec.with_options(max_detections=10).outputs[0].dims == (10, 4)
-    assert spec.max_batch_size == 1 and spec.num_classes == 91
+    assert spec.max_batch_size == 8 and spec.num_classes == 91
 
 
 def test_class_names_travel_with_the_spec():
@@ -70,15 +70,17 @@ def test_fixed_class_lists_cannot_be_resized():
         get_spec("deeplabv3").with_options(num_classes=5)
 
 
-def test_maskrcnn_is_batch_one_only():
-    with pytest.raises(ExportError, match=r"batch 1 only; got max batch 4"):
-        get_spec("maskrcnn").with_options(max_batch_size=4)
+def test_maskrcnn_is_served_batched_up_to_8_and_its_batch_can_be_narrowed():
+    spec = get_spec("maskrcnn")
+    assert (spec.max_batch_size, spec.preferred_batch_sizes) == (8, (4,))
+    assert spec.with_options(max_batch_size=2).preferred_batch_sizes == (2,)
+    assert spec.with_options(max_batch_size=1).preferred_batch_sizes == ()
 
 
 def test_trt_profile_comes_from_the_batch_settings():
     assert get_spec("unet").batch_profile == (1, 8, 8)
     assert get_spec("unet").with_options(max_batch_size=2).batch_profile == (1, 2, 2)
-    assert get_spec("maskrcnn").batch_profile == (1, 1, 1)
+    assert get_spec("maskrcnn").batch_profile == (1, 4, 8)
 
 
 @pytest.mark.parametrize(("kwargs", "ok"), [
@@ -99,6 +101,7 @@ def test_override_boundaries_for_unet(kwargs, ok):
     ({"max_detections": 1}, True), ({"max_detections": 1000}, True), ({"max_detections": 0}, False),
     ({"max_detections": 1001}, False), ({"score_threshold": 0.0}, True), ({"score_threshold": 0.999}, True),
     ({"score_threshold": 1.0}, False), ({"score_threshold": -0.01}, False), ({"max_batch_size": 1}, True),
+    ({"max_batch_size": 8}, True),
 ])
 def test_override_boundaries_for_maskrcnn(kwargs, ok):
     if ok:
@@ -125,7 +128,6 @@ def test_overrides_land_in_the_spec():
     ("maskrcnn", {"probs": True}, r"^--probs applies to semantic models; `maskrcnn` is instance\.$"),
     ("maskrcnn", {"num_classes": 5}, r"^`maskrcnn` has a fixed class list \(91 classes\); --num-classes applies to "
                                      r"unet only\.$"),
-    ("maskrcnn", {"max_batch_size": 2}, r"^`maskrcnn` is exported for batch 1 only; got max batch 2\.$"),
     ("unet", {"max_batch_size": 0}, r"^Bad max batch size 0: use 1\.\.256\.$"),
     ("unet", {"size": 100}, r"^Bad size 100 for `unet`: use a multiple of 32 in 64\.\.2048\.$"),
     ("unet", {"num_classes": 1}, r"^Bad class count 1: use 2\.\.65535\.$"),

@@ -48,7 +48,8 @@ def test_sidecar_round_trips_and_reports_a_missing_file(tmp_path):
 def test_profiles_come_from_the_spec():
     assert profiles_for(get_spec("unet")) == {"IMAGE": {"min": [1, 512, 512, 3], "opt": [8, 512, 512, 3],
                                                         "max": [8, 512, 512, 3]}}
-    assert profiles_for(get_spec("maskrcnn"))["IMAGE"]["max"] == [1, 800, 800, 3]
+    assert profiles_for(get_spec("maskrcnn")) == {"IMAGE": {"min": [1, 800, 800, 3], "opt": [4, 800, 800, 3],
+                                                            "max": [8, 800, 800, 3]}}
 
 
 def fake_plan(tmp_path, gpu=H100, model="unet"):
@@ -171,8 +172,6 @@ def test_task_specific_options_go_to_the_models_they_are_meant_for():
         return argparse.Namespace(**{**base, **kw})
 
     unet, maskrcnn = _resolve_specs(["unet", "maskrcnn"], args(max_batch_size=2, max_detections=7, size=256))
-    assert (unet.max_batch_size, unet.height, maskrcnn.max_batch_size, maskrcnn.max_detections) == (2, 256, 1, 7)
+    assert (unet.max_batch_size, unet.height, maskrcnn.max_batch_size, maskrcnn.max_detections) == (2, 256, 2, 7)
     with pytest.raises(ExportError, match=r"Bad max detections 7 for `unet`"):
         _resolve_specs(["unet", "deeplabv3"], args(max_detections=7))
-    with pytest.raises(ExportError, match=r"`maskrcnn` is exported for batch 1 only"):
-        _resolve_specs(["maskrcnn"], args(max_batch_size=4))
