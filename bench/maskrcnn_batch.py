@@ -39,14 +39,16 @@ class PerfAnalyzer:
     concurrency: int
     input_json: Path
     csv: Path
-    window_ms: int
+    requests: int
     max_trials: int
 
     def argv(self) -> list[str]:
+        # Count windows, not time windows: a CPU Mask R-CNN request takes seconds. Loose stability: a few windows
+        # of a few requests each are what a benchmark here can afford.
         return [str(self.binary), "-m", MODEL, "-u", self.url, "-i", "grpc", "--input-data", str(self.input_json),
-                "--concurrency-range", f"{self.concurrency}:{self.concurrency}", "--measurement-interval",
-                str(self.window_ms), "--max-trials", str(self.max_trials), "--stability-percentage", "50",
-                "-f", str(self.csv)]
+                "--concurrency-range", f"{self.concurrency}:{self.concurrency}", "--measurement-mode",
+                "count_windows", "--measurement-request-count", str(self.requests), "--max-trials",
+                str(self.max_trials), "--stability-percentage", "100", "-f", str(self.csv)]
 
     def run(self, timeout_s: float) -> float:
         """Throughput in inferences per second."""
@@ -96,8 +98,8 @@ def in_process(spec, onnx_path: Path, batches: list[int], repeats: int, threads:
     return rows
 
 
-def served(spec, onnx_path: Path, concurrencies: list[int], tools: Path, work: Path, window_ms: int,
-           max_trials: int) -> dict[int, dict]:
+def served(spec, onnx_path: Path, concurrencies: list[int], tools: Path, work: Path, requests: int,
+           max_trials: int, timeout_s: float) -> dict[int, dict]:
     from export.config import ServingOptions
     from export.onnx_export import example_input
     from export.repository import write_model
@@ -118,8 +120,9 @@ def served(spec, onnx_path: Path, concurrencies: list[int], tools: Path, work: P
         triton.wait_ready(600)
         for c in concurrencies:
             before = model_stats(triton.http_url)
-            analyzer = PerfAnalyzer(binary, triton.grpc_url, c, data, work / f"perf_c{c}.csv", window_ms, max_trials)
-            rate = analyzer.run(timeout_s=max_trials * 3 * window_ms / 1000 + 600)
+            analyzer = PerfAnalyzer(binary, triton.grpc_url, c, data, work / f"perf_c{c}.csv", max(requests, c),
+                                    max_trials)
+            rate = analyzer.run(timeout_s)
             after = model_stats(triton.http_url)
             inferences, executions = after[0] - before[0], after[1] - before[1]
             rows[c] = {"infer_per_s": rate, "inferences": inferences, "executions": executions,
@@ -143,20 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, help="input size (default: the spec's, 800)")
     p.add_argument("--weights", default="none", help="DEFAULT, none or a checkpoint path (default: %(default)s)")
+    p.add_argument("--score-threshold", type=float,
+                   help="detection score threshold (default: the spec's; random weights score every class near "
+                        "1/91, so 0 gives the full D detections per image, the heads' worst case)")
     p.add_argument("--onnx", type=Path, help="benchmark this export instead of exporting (its spec must match)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4], help="in-process batch sizes")
     p.add_argument("--repeats", type=int, default=3, help="timed in-process runs per batch size")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 3, 4], help="perf_analyzer concurrencies")
-    p.add_argument("--window-ms", type=int, default=20000, help="perf_analyzer measurement window")
-    p.add_argument("--max-trials", type=int, default=3, help="perf_analyzer windows per concurrency at most")
+    p.add_argument("--requests", type=int, default=8, help="requests per perf_analyzer measurement window")
+    p.add_argument("--max-trials", type=int, default=3,
+                   help="perf_analyzer windows per concurrency at most (3 or more: stability needs 3)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds one perf_analyzer run may take")
     p.add_argument("--skip-served", action="store_true", help="in-process numbers only")
     p.add_argument("--tools", type=Path, default=ROOT / ".tools", help="tools folder (default: %(default)s)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args(argv)
 
-    spec = get_spec(MODEL).with_options(size=args.size)
-    report: dict = {"size": spec.height, "max_batch_size": spec.max_batch_size, "cpus": os.cpu_count()}
+    spec = get_spec(MODEL).with_options(size=args.size, score_threshold=args.score_threshold)
+    report: dict = {"size": spec.height, "score_threshold": spec.score_threshold, "max_batch_size": spec.max_batch_size, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="maskrcnn-bench-") as tmp:
         work = Path(tmp)
         if args.onnx:
@@ -172,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         report["onnxruntime"] = in_process(spec, onnx_path, args.batches, args.repeats, args.threads)
         if not args.skip_served:
             print("served (local Triton, python backend + ONNX Runtime, dynamic batcher)", flush=True)
-            report["triton"] = served(spec, onnx_path, args.concurrency, args.tools, work, args.window_ms,
-                                      args.max_trials)
+            report["triton"] = served(spec, onnx_path, args.concurrency, args.tools, work, args.requests,
+                                      args.max_trials, args.timeout)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
