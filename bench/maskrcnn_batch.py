@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     spec = get_spec(MODEL).with_options(size=args.size, score_threshold=args.score_threshold)
-    report: dict = {"size": spec.height, "score_threshold": spec.score_threshold, "max_batch_size": spec.max_batch_size, "cpus": os.cpu_count()}
+    report: dict = {"size": spec.height, "score_threshold": spec.score_threshold,
+                    "max_batch_size": spec.max_batch_size, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="maskrcnn-bench-") as tmp:
         work = Path(tmp)
         if args.onnx:
