@@ -86,6 +86,8 @@ def test_concurrent_single_image_requests_are_batched_and_each_gets_its_own_answ
         got = detections_from_outputs(response)
         own = compare_detections(detections_from_outputs(alone[i]), got, max_detections=spec.max_detections)
         assert own.passed and own.matched > 0, f"request {i}: {own.summary}"
-        other = compare_detections(detections_from_outputs(alone[(i + 1) % REQUESTS]), got,
-                                   max_detections=spec.max_detections)
-        assert not other.passed, f"request {i}'s answer also fits image {(i + 1) % REQUESTS}"
+        # Not a neighbour's answer: every other image's boxes differ from this response's.
+        for j in range(REQUESTS):
+            if j != i:
+                assert not np.allclose(alone[j]["BOXES"][0], response["BOXES"][0], atol=1e-2), \
+                    f"request {i}'s answer is also image {j}'s"
