@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from export.config import DEVICES, TARGETS, ServingOptions
+from export.cli_options import add_serving_arguments, serving_options
 from export.errors import ExportError
 from export.pipeline import DEFAULT_WORK_DIR
 from export.spec import SPECS, get_spec
@@ -62,13 +62,8 @@ def _resolve_specs(names: list[str], args: argparse.Namespace):
     return [spec.with_options(**{k: v for k, v in given.items() if _applies(k, spec)}) for spec in specs]
 
 
-MAX_INSTANCES = 64
-
-
-def _check_paths_and_counts(args: argparse.Namespace) -> None:
-    """Fail in the first second, not after minutes of export: folders that are files, counts out of range."""
-    if not 1 <= args.instances <= MAX_INSTANCES:
-        raise ExportError(f"Bad --instances {args.instances}: use 1..{MAX_INSTANCES}.")
+def _check_paths(args: argparse.Namespace) -> None:
+    """Fail in the first second, not after minutes of export: a missing checkpoint, folders that are files."""
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise ExportError(f"Checkpoint `{args.checkpoint}` does not exist. Pass a state-dict file saved with "
                           "torch.save.")
@@ -91,15 +86,9 @@ def export_parser() -> argparse.ArgumentParser:
                "verify --help` (TensorRT vs ONNX Runtime accuracy gate).",
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help=f"registered model(s): {', '.join(SPECS)}")
-    p.add_argument("--target", choices=TARGETS, default="local",
-                   help="local: python backend + ONNX Runtime (the pip tritonserver here); onnxruntime: Triton's "
-                        "ONNX Runtime backend; tensorrt: a prebuilt FP16 engine (default: %(default)s)")
-    p.add_argument("--output", type=Path, default=Path("model_repository"),
-                   help="model repository folder (default: %(default)s)")
-    p.add_argument("--device", choices=DEVICES, help="instance kind (default: cpu for local, gpu otherwise)")
-    p.add_argument("--instances", type=int, default=1, help="model instances per device (default: 1)")
-    p.add_argument("--trt-accelerator", action="store_true",
-                   help="onnxruntime target on GPU: enable Triton's TensorRT execution accelerator in FP16")
+    add_serving_arguments(p, target_help="local: python backend + ONNX Runtime (the pip tritonserver here); "
+                          "onnxruntime: Triton's ONNX Runtime backend; tensorrt: a prebuilt FP16 engine "
+                          "(default: %(default)s)")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--weights", default="none", choices=("DEFAULT", "none"),
                    help="DEFAULT: the library's pretrained weights (needs the model hubs); none: random init "
@@ -135,9 +124,8 @@ def run_export(argv: list[str]) -> int:
 
     args = export_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    _check_paths_and_counts(args)
-    options = ServingOptions.for_target(args.target, instances=args.instances, trt_accelerator=args.trt_accelerator,
-                                        **({"device": args.device} if args.device else {}))
+    options = serving_options(args)
+    _check_paths(args)
     specs = _resolve_specs(args.models, args)  # validate every name and option before any work
     weights = str(args.checkpoint) if args.checkpoint else args.weights
     target_gpu = None

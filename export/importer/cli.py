@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from export.config import DEVICES, TARGETS, ServingOptions
+from export.cli_options import add_serving_arguments, serving_options
 from export.errors import ExportError
 from export.pipeline import DEFAULT_WORK_DIR
 from export.spec import IMAGENET_MEAN, IMAGENET_STD
@@ -50,13 +50,7 @@ def import_parser() -> argparse.ArgumentParser:
                    help="foreground map: stretch each image's map to [0, 1] before the threshold (rembg's way)")
     p.add_argument("--probs", action="store_true", help="also output PROBS (float16 per-class probabilities)")
     p.add_argument("--max-batch-size", type=int, default=8, help="largest batch Triton may send (default: 8)")
-    p.add_argument("--target", choices=TARGETS, default="local", help="as for `python -m export` (default: local)")
-    p.add_argument("--output", type=Path, default=Path("model_repository"),
-                   help="model repository folder (default: %(default)s)")
-    p.add_argument("--device", choices=DEVICES, help="instance kind (default: cpu for local, gpu otherwise)")
-    p.add_argument("--instances", type=int, default=1, help="model instances per device (default: 1)")
-    p.add_argument("--trt-accelerator", action="store_true",
-                   help="onnxruntime target on GPU: Triton's TensorRT execution accelerator in FP16")
+    add_serving_arguments(p, target_help="as for `python -m export` (default: %(default)s)")
     p.add_argument("--precision", choices=("fp16", "fp32"),
                    help="precision of the served graph (and of a TensorRT engine built from it): fp16 converts the "
                         "wrapped graph to mixed precision and gates it against the FP32 graph (default: fp16 for GPU "
@@ -86,8 +80,7 @@ def run_import(argv: list[str]) -> int:
 
     args = import_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    options = ServingOptions.for_target(args.target, instances=args.instances, trt_accelerator=args.trt_accelerator,
-                                        **({"device": args.device} if args.device else {}))
+    options = serving_options(args)
     size = None
     if args.size:
         if len(args.size) > 2:

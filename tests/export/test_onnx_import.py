@@ -298,7 +298,9 @@ def test_u2netp_is_exported_from_its_pinned_file_through_the_import_path(tmp_pat
 
 
 def test_u2netp_refuses_a_checkpoint_and_says_how_to_fetch_a_missing_file(tmp_path, capsys, monkeypatch):
-    code = main(["u2netp", "--checkpoint", str(tmp_path / "x.pt"), "--output", str(tmp_path / "repo")])
+    checkpoint = tmp_path / "x.pt"
+    checkpoint.write_bytes(b"a real file: the refusal is about the model, not a missing path")
+    code = main(["u2netp", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "repo")])
     assert code == 1 and "`u2netp` is imported from a trained ONNX file: --checkpoint does not apply" in \
         capsys.readouterr().err
     monkeypatch.setenv("SEGSERVE_TOOLS", str(tmp_path / "empty"))

@@ -19,3 +19,11 @@ def test_import_help_needs_no_heavy_extras():
     proc = subprocess.run([sys.executable, "-c", BLOCK_HEAVY], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "one float32/float16 NCHW image input [N, 3, H, W]" in proc.stdout.replace("\n", " ")
+
+
+def test_import_checks_serving_options_like_export(capsys):
+    """Both commands share one definition of the serving options (export/cli_options.py) and its range check."""
+    from export.__main__ import main
+
+    assert main(["import", "whatever.onnx", "--name", "mine", "--instances", "0"]) == 1
+    assert capsys.readouterr().err == "error: Bad --instances 0: use 1..64.\n"
