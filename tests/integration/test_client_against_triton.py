@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serve.security import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from support import TOOLS, free_port
 
 pytestmark = pytest.mark.integration
@@ -23,11 +24,10 @@ if not (TOOLS / "triton" / ".complete").exists():
     pytest.skip("tritonserver not fetched: run `make tools`", allow_module_level=True)
 
 SEMANTIC = "deeplabv3_mobilenet"
-KEY = "s3cret-test-key"
-# Over gRPC Triton expects a restricted protocol's header with this prefix (server src/grpc/grpc_utils.h,
-# kRestrictedProtocolHeaderTemplate, r24.10 = Triton 2.51); over HTTP the key's name as given.
-GRPC_KEY_HEADER = "triton-grpc-protocol-segserve-admin-key"
-HTTP_KEY_HEADER = "segserve-admin-key"
+KEY = "s3cret-test-key-0"
+# The key's header: defined once by the server (over gRPC Triton expects it with a prefix, see serve.security).
+GRPC_KEY_HEADER = GRPC_ADMIN_KEY_HEADER
+HTTP_KEY_HEADER = ADMIN_KEY_HEADER
 
 
 def sample(height=300, width=420, seed=11):
@@ -53,14 +53,14 @@ def semantic_repository(exported, tmp_path_factory) -> Path:
     return repo
 
 
-def start(repository: Path, log: Path, ports=None, extra=()):
+def start(repository: Path, log: Path, ports=None, extra=(), **config):
     from serve.server import ServerConfig, TritonServer
 
     http, grpc, metrics = ports or (free_port(), free_port(), free_port())
     # A short exit timeout: Triton 2.51 keeps a model "live" while an HTTP connection that carried an inference
     # stays open (the restart test keeps its clients on purpose) and would wait its full default before exiting.
     server = TritonServer(ServerConfig(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                       exit_timeout_s=3, extra_args=tuple(extra)), log_path=log)
+                                       exit_timeout_s=3, extra_args=tuple(extra), **config), log_path=log)
     server.start()
     try:
         server.wait_ready(300)
@@ -291,11 +291,10 @@ class TLSProxy:
 @pytest.fixture(scope="module")
 def secure_server(semantic_repository, certs, tmp_path_factory):
     """gRPC with mutual TLS; inference, model config and the repository API behind a key on both protocols."""
-    restricted = f"inference,model-config,model-repository:{HTTP_KEY_HEADER}={KEY}"
     triton = start(semantic_repository, tmp_path_factory.mktemp("triton") / "tls.log", extra=(
         "--grpc-use-ssl-mutual=true", f"--grpc-server-cert={certs / 'server.pem'}",
-        f"--grpc-server-key={certs / 'server.key'}", f"--grpc-root-cert={certs / 'ca.pem'}",
-        f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"))
+        f"--grpc-server-key={certs / 'server.key'}", f"--grpc-root-cert={certs / 'ca.pem'}"),
+        restricted_apis=("inference", "model-config", "model-repository"), admin_key=KEY)
     proxy = TLSProxy(certs, triton.config.http_port)
     yield triton, proxy
     proxy.close()
