@@ -1,0 +1,116 @@
+"""What the comparator reports: the exact one-line summaries users read, the gate values, the per-item numbers of a
+batch, and the NMS-overlap boundary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from export import compare as cmp
+
+
+def dets(boxes, scores, labels=None, mask=0.9):
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    n = len(boxes)
+    return {"boxes": boxes, "scores": np.asarray(scores, np.float32),
+            "labels": np.asarray(labels if labels is not None else [1] * n, np.int32),
+            "masks": np.full((n, 28, 28), mask, np.float32)}
+
+
+def test_the_gates_hold_their_documented_values():
+    assert cmp.PARITY == cmp.Thresholds(0.999, 0.99, 0.5, 0.999, 0.95, 1e-3, 0.02)
+    assert cmp.FP16_GATE == cmp.Thresholds(0.995, 0.95, 1.0, 0.99, 0.9, 1e-2, 0.05)
+    assert cmp.NMS_OVERLAP == 0.5
+
+
+def test_mask_summaries_are_worded_exactly():
+    a = np.zeros((2, 10, 10), np.uint8)
+    b = a.copy()
+    b[1, 0, :3] = 1
+    result = cmp.compare_masks(a, b)
+    assert result.summary == "pixel agreement 97.000000% (batch item 1 of 2) (need >= 99.90%)"
+    assert (result.passed, result.item, result.pixel_agreement) == (False, 1, 0.97)
+    single = cmp.compare_masks(a[0], b[1], cmp.FP16_GATE)
+    assert single.summary == "pixel agreement 97.000000% (need >= 99.50%)" and single.item == 0
+    one_item = cmp.compare_masks(a[:1], b[:1])
+    assert one_item.summary == "pixel agreement 100.000000% (need >= 99.90%)" and one_item.passed
+    shapes = cmp.compare_masks(a, a[0])
+    assert (shapes.passed, shapes.summary) == (False, "mask shapes differ: (2, 10, 10) vs (10, 10)")
+    semantic = cmp.compare_outputs("semantic", {"MASK": a}, {"MASK": b})
+    assert semantic.summary == result.summary
+
+
+def test_detection_summary_is_worded_exactly():
+    ref = dets([[0, 0, 100, 100], [200, 200, 300, 300]], [0.9, 0.8])
+    cand = dets([[0.25, 0, 100.25, 100]], [0.9])
+    result = cmp.compare_detections(ref, cand, max_detections=100)
+    assert result.summary == ("1 of 2/1 detections matched (IoU > 0.99; 50.0%, need >= 95%), 1 unmatched not tied "
+                              "at a cut (<= 2%), max box error 0.250 px (<= 0.5), binarised mask agreement "
+                              "100.0000% (>= 99.9%)")
+    assert (result.passed, result.reference_count, result.candidate_count, result.matched, result.unmatched_untied,
+            result.max_box_error_px, result.mask_agreement) == (False, 2, 1, 1, 1, 0.25, 1.0)
+    assert result.matched_fraction == 0.5
+
+
+def test_matched_fraction_counts_against_the_longer_side():
+    assert cmp.Agreement(True, "", reference_count=2, candidate_count=4, matched=2).matched_fraction == 0.5
+    assert cmp.Agreement(True, "", reference_count=4, candidate_count=2, matched=2).matched_fraction == 0.5
+    assert cmp.Agreement(True, "").matched_fraction == 1.0
+
+
+def test_no_detections_on_one_side_reports_zero_matches():
+    result = cmp.compare_detections(dets([], []), dets([[0, 0, 10, 10]], [0.9]), max_detections=100)
+    assert (result.passed, result.matched, result.unmatched_untied, result.mask_agreement) == (False, 0, 1, 1.0)
+    assert result.summary.startswith("0 of 0/1 detections matched (IoU > 0.99; 0.0%")
+
+
+def test_the_cut_is_the_last_score_of_a_full_list_else_the_threshold():
+    assert cmp._cut(np.array([0.9, 0.4, 0.6], np.float32), 3, 0.05) == np.float32(0.4)
+    assert cmp._cut(np.array([0.9, 0.4, 0.6], np.float32), 4, 0.05) == 0.05
+    assert cmp._cut(np.array([], np.float32), 0, 0.05) == 0.05
+
+
+def test_an_nms_tie_needs_more_than_half_overlap():
+    """Boxes A and B overlap with IoU exactly 0.5 (torchvision's NMS keeps both): no NMS tie, so a miss."""
+    far = [[1000, 1000, 1010, 1010], [2000, 2000, 2010, 2010], [3000, 3000, 3010, 3010]]
+    a, b = [0, 0, 100, 120], [0, 40, 100, 160]   # intersection 80, union 160: IoU 0.5
+    c = [0, 30, 100, 150]                         # IoU 90/150 = 0.6 with a
+    limits = cmp.Thresholds(matched_fraction=0.5, untied_fraction=0.0)
+    ref = dets(far + [a], [0.9, 0.8, 0.7, 0.75])
+    assert not cmp.compare_detections(ref, dets(far + [b], [0.9, 0.8, 0.7, 0.75]), max_detections=100,
+                                      limits=limits).passed
+    assert cmp.compare_detections(ref, dets(far + [c], [0.9, 0.8, 0.7, 0.75]), max_detections=100,
+                                  limits=limits).passed
+
+
+def test_a_single_item_batch_is_reported_without_a_batch_prefix():
+    ref = dets([[0, 0, 10, 10]], [0.9])
+    outs = {"BOXES": ref["boxes"][None], "SCORES": ref["scores"][None], "LABELS": ref["labels"][None],
+            "MASKS": ref["masks"][None], "NUM_DETECTIONS": np.array([[1]], np.int32)}
+    result = cmp.compare_outputs("instance", outs, outs, max_detections=100)
+    assert result.passed and result.item == 0 and result.summary.startswith("1 of 1/1 detections matched")
+    two = {k: np.concatenate([v, v]) for k, v in outs.items()}
+    result = cmp.compare_outputs("instance", two, two, max_detections=100)
+    assert result.passed and result.item == 0 and result.summary.startswith("batch item 0 of 2: 1 of 1/1")
+    mismatch = cmp.compare_outputs("instance", two, outs, max_detections=100)
+    assert (mismatch.passed, mismatch.summary) == (False, "batch sizes differ: 2 vs 1")
+
+
+def test_the_worse_of_two_failing_items_is_the_one_with_fewer_matches():
+    good = dets([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]], [0.9, 0.8, 0.7, 0.6])
+    one_missing = {k: v[:3] for k, v in good.items()}
+    two_missing = {k: v[:2] for k, v in good.items()}
+
+    def outs(items):
+        d = 4
+        o = {"BOXES": np.zeros((len(items), d, 4), np.float32), "SCORES": np.zeros((len(items), d), np.float32),
+             "LABELS": np.zeros((len(items), d), np.int32), "MASKS": np.zeros((len(items), d, 28, 28), np.float32),
+             "NUM_DETECTIONS": np.zeros((len(items), 1), np.int32)}
+        for b, it in enumerate(items):
+            n = len(it["boxes"])
+            o["BOXES"][b, :n], o["SCORES"][b, :n], o["LABELS"][b, :n] = it["boxes"], it["scores"], it["labels"]
+            o["MASKS"][b, :n], o["NUM_DETECTIONS"][b, 0] = it["masks"], n
+        return o
+
+    ref = outs([good, good, good])
+    result = cmp.compare_outputs("instance", ref, outs([one_missing, two_missing, one_missing]), max_detections=4)
+    assert (result.passed, result.item, result.matched) == (False, 1, 2)
