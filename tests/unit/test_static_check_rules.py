@@ -209,3 +209,31 @@ def test_a_cast_between_non_uint8_types_is_checked_by_type_only():
     m = model([helper.make_node("Cast", ["x"], ["y"], name="c", to=TensorProto.INT32)], [io("x", TensorProto.FLOAT)],
               [io("y", TensorProto.INT32)])
     assert found(m) == []
+
+
+def test_a_constant_of_shape_output_is_not_a_build_time_constant():
+    """Only Constant nodes (and initializers) count as constants; ConstantOfShape, which also has a `value`
+    attribute, computes its tensor at run time."""
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["k"], name="cos",
+                              value=numpy_helper.from_array(np.array([5], np.int64))),
+             helper.make_node("TopK", ["x", "k"], ["v", "i"], name="t")]
+    m = model(nodes, [io("x", TensorProto.FLOAT, (1, 5000)), io("shape", TensorProto.INT64, (1,))],
+              [io("v", TensorProto.FLOAT, (1, 5)), io("i", TensorProto.INT64, (1, 5))])
+    assert ("t", "TopK", "input 1 (`k`) is computed at run time: `K` input must be less than 3840.") in found(m)
+
+
+def test_the_ai_onnx_domain_is_range_checked_like_the_default_domain():
+    m = model([helper.make_node("Relu", ["x"], ["y"], name="r")], [io("x", TensorProto.FLOAT)],
+              [io("y", TensorProto.FLOAT)])
+    del m.opset_import[:]
+    m.opset_import.append(helper.make_opsetid("ai.onnx", 25))
+    assert any(f[:2] == ("<model>", "opset") and f[2].startswith("opset 25 outside") for f in found(m))
+
+
+def test_a_file_is_checked_against_the_requested_version(tmp_path):
+    m = model([helper.make_node("Relu", ["x"], ["y"], name="r")], [io("x", TensorProto.FLOAT)],
+              [io("y", TensorProto.FLOAT)])
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    assert sc.check_onnx_file(tmp_path / "m.onnx", "m", "10.1") == []
+    with pytest.raises(ExportError, match=r"No TensorRT operator table for TensorRT 9\.0"):
+        sc.check_onnx_file(tmp_path / "m.onnx", "m", "9.0")
