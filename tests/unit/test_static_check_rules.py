@@ -78,8 +78,8 @@ def test_opset_finding_names_the_opset_and_the_range():
     low, high = table["_meta"]["opset_range"]
     m = model([helper.make_node("Relu", ["x"], ["y"], name="r")], [io("x", TensorProto.FLOAT)],
               [io("y", TensorProto.FLOAT)], opset=high + 1)
-    assert found(m)[0] == ("<model>", "opset", f"opset {high + 1} outside TensorRT {VERSION}'s supported range "
-                                               f"{low}..{high}")
+    assert str(sc.check_model(m, "mymodel", VERSION)[0]) == (
+        f"mymodel: node `<model>` (opset): opset {high + 1} outside TensorRT {VERSION}'s supported range {low}..{high}")
 
 
 def test_a_node_without_name_is_named_by_its_output_or_a_question_mark():
