@@ -114,3 +114,56 @@ def test_the_worse_of_two_failing_items_is_the_one_with_fewer_matches():
     ref = outs([good, good, good])
     result = cmp.compare_outputs("instance", ref, outs([one_missing, two_missing, one_missing]), max_detections=4)
     assert (result.passed, result.item, result.matched) == (False, 1, 2)
+
+
+def _outs(items, d=4, dtype=np.float32):
+    o = {"BOXES": np.zeros((len(items), d, 4), dtype), "SCORES": np.zeros((len(items), d), dtype),
+         "LABELS": np.zeros((len(items), d), np.int32), "MASKS": np.zeros((len(items), d, 28, 28), dtype),
+         "NUM_DETECTIONS": np.zeros((len(items), 1), np.int32)}
+    for b, it in enumerate(items):
+        n = len(it["boxes"])
+        o["BOXES"][b, :n], o["SCORES"][b, :n], o["LABELS"][b, :n] = it["boxes"], it["scores"], it["labels"]
+        o["MASKS"][b, :n], o["NUM_DETECTIONS"][b, 0] = it["masks"], n
+    return o
+
+
+def test_fp16_outputs_are_compared_in_float32():
+    from export.compare import detections_from_outputs
+
+    item = dets([[0, 0, 10, 10]], [0.9])
+    got = detections_from_outputs(_outs([item], dtype=np.float16))
+    assert got["boxes"].dtype == got["scores"].dtype == got["masks"].dtype == np.float32
+
+
+def test_the_semantic_comparison_uses_the_given_limits():
+    a = np.zeros((1, 10, 10), np.uint8)
+    result = cmp.compare_outputs("semantic", {"MASK": a}, {"MASK": a}, limits=cmp.FP16_GATE)
+    assert result.summary == "pixel agreement 100.000000% (need >= 99.50%)"
+
+
+def test_by_default_an_extra_candidate_detection_counts_as_untied():
+    """Without a list size or threshold, the reference's cut is 0 for an empty list: any candidate detection is a
+    miss no tie explains."""
+    empty = dets([], [])
+    extra = dets([[0, 0, 10, 10]], [0.6])
+    result = cmp.compare_outputs("instance", _outs([empty]), _outs([extra]))
+    assert (result.passed, result.unmatched_untied) == (False, 1)
+
+
+def test_among_items_with_equal_matches_more_misses_and_larger_box_errors_are_worse():
+    base = [[0, 0, 100, 100], [200, 0, 300, 100], [400, 0, 500, 100], [600, 0, 700, 100]]
+    ref = dets(base, [0.9, 0.8, 0.7, 0.6])
+    # Item 0: one detection missing (score above any cut: untied). Item 1: same matches, no untied miss (its
+    # missing detection ties the candidate's cut, 0.6 against a full list cut at 0.6).
+    limits = cmp.Thresholds(matched_fraction=0.5, untied_fraction=0.5)  # both items pass
+    untied = dets(base[1:] + [[800, 0, 900, 100]], [0.8, 0.7, 0.6, 0.6])
+    tied = dets(base[:3] + [[800, 0, 900, 100]], [0.9, 0.8, 0.7, 0.6])
+    for items, worst in (([tied, untied], 1), ([untied, tied], 0)):
+        result = cmp.compare_outputs("instance", _outs([ref, ref]), _outs(items), max_detections=4, limits=limits)
+        assert (result.passed, result.item, result.matched, result.unmatched_untied) == (True, worst, 3, 1)
+    # Box errors: both pass; the one further off is reported.
+    near = dets([[0.1, 0, 100.1, 100]] + base[1:], [0.9, 0.8, 0.7, 0.6])
+    far = dets([[0.4, 0, 100.4, 100]] + base[1:], [0.9, 0.8, 0.7, 0.6])
+    for items, worst in (([near, far], 1), ([far, near], 0)):
+        result = cmp.compare_outputs("instance", _outs([ref, ref]), _outs(items), max_detections=4)
+        assert result.passed and result.item == worst and abs(result.max_box_error_px - 0.4) < 1e-4
