@@ -167,3 +167,29 @@ def test_among_items_with_equal_matches_more_misses_and_larger_box_errors_are_wo
     for items, worst in (([near, far], 1), ([far, near], 0)):
         result = cmp.compare_outputs("instance", _outs([ref, ref]), _outs(items), max_detections=4)
         assert result.passed and result.item == worst and abs(result.max_box_error_px - 0.4) < 1e-4
+
+
+def test_each_batch_item_is_compared_with_its_own_counterpart():
+    first = dets([[0, 0, 10, 10]], [0.9])
+    second = dets([[50, 50, 90, 90], [0, 50, 10, 60]], [0.8, 0.7])
+    both = _outs([first, second])
+    result = cmp.compare_outputs("instance", both, both, max_detections=4)
+    assert result.passed and result.item in (0, 1)
+    assert not cmp.compare_outputs("instance", both, _outs([second, first]), max_detections=4).passed
+
+
+def test_instance_comparison_uses_the_given_limits_and_score_threshold():
+    ref = dets([[0, 0, 100, 100]], [0.9])
+    off = dets([[0.8, 0, 100.8, 100]], [0.9])  # 0.8 px: within the FP16 gate, not parity
+    assert not cmp.compare_outputs("instance", _outs([ref]), _outs([off]), max_detections=4).passed
+    assert cmp.compare_outputs("instance", _outs([ref]), _outs([off]), max_detections=4,
+                               limits=cmp.FP16_GATE).passed
+    # An extra candidate detection scored at the reference's threshold (0.5): a tie at the cut, excused only when
+    # the threshold reaches the comparison.
+    extra = dets([[0, 0, 100, 100], [300, 300, 400, 400]], [0.9, 0.5004])
+    limits = cmp.Thresholds(matched_fraction=0.5)
+    tied = cmp.compare_outputs("instance", _outs([ref]), _outs([extra]), max_detections=4, limits=limits,
+                               score_threshold=0.5)
+    assert (tied.passed, tied.unmatched_untied) == (True, 0)
+    untied = cmp.compare_outputs("instance", _outs([ref]), _outs([extra]), max_detections=4, limits=limits)
+    assert (untied.passed, untied.unmatched_untied) == (False, 1)
