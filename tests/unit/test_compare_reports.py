@@ -193,3 +193,38 @@ def test_instance_comparison_uses_the_given_limits_and_score_threshold():
     assert (tied.passed, tied.unmatched_untied) == (True, 0)
     untied = cmp.compare_outputs("instance", _outs([ref]), _outs([extra]), max_detections=4, limits=limits)
     assert (untied.passed, untied.unmatched_untied) == (False, 1)
+
+
+def test_num_detections_may_come_as_a_flat_batch_vector():
+    from export.compare import detections_from_outputs
+
+    outs = _outs([dets([[0, 0, 10, 10]], [0.9]), dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8])])
+    outs["NUM_DETECTIONS"] = outs["NUM_DETECTIONS"].reshape(-1)  # [B] instead of [B, 1]
+    assert [len(detections_from_outputs(outs, b)["boxes"]) for b in (0, 1)] == [1, 2]
+
+
+def test_one_candidate_cannot_match_two_reference_detections():
+    ref = dets([[0, 0, 100, 100], [0, 0, 100, 100.2]], [0.9, 0.9])
+    cand = dets([[0, 0, 100, 100]], [0.9])
+    result = cmp.compare_detections(ref, cand, max_detections=100, limits=cmp.Thresholds(matched_fraction=0.5))
+    assert result.matched == 1 and result.max_box_error_px == 0.0
+
+
+def test_tie_tolerances_are_inclusive():
+    """Scores chosen exactly representable: a gap of exactly ``tie_tolerance`` is still a tie."""
+    limits = cmp.Thresholds(tie_tolerance=0.25, matched_fraction=0.5)
+    far = [[1000, 1000, 1010, 1010]]
+    a, b = [0, 0, 100, 100], [0, 25, 100, 125]  # IoU 0.6: an NMS tie when the scores tie
+    nms = cmp.compare_detections(dets(far + [a], [0.9, 0.5]), dets(far + [b], [0.9, 0.75]), max_detections=100,
+                                 limits=limits)
+    assert (nms.passed, nms.unmatched_untied) == (True, 0)
+    # A missing detection scored exactly the other side's cut (0.5, a full list) plus the tolerance is tied.
+    ref = dets(far + [[200, 200, 300, 300]], [0.9, 0.75])
+    cand = dets(far + [[400, 400, 500, 500]], [0.9, 0.5])
+    cut = cmp.compare_detections(ref, cand, max_detections=2, limits=limits)
+    assert cut.unmatched_untied == 0
+
+
+def test_a_candidate_mask_probability_of_one_half_is_foreground():
+    assert cmp.compare_detections(dets([[0, 0, 9, 9]], [0.9], mask=0.9), dets([[0, 0, 9, 9]], [0.9], mask=0.5),
+                                  max_detections=100).mask_agreement == 1.0
