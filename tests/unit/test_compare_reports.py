@@ -228,3 +228,17 @@ def test_tie_tolerances_are_inclusive():
 def test_a_candidate_mask_probability_of_one_half_is_foreground():
     assert cmp.compare_detections(dets([[0, 0, 9, 9]], [0.9], mask=0.9), dets([[0, 0, 9, 9]], [0.9], mask=0.5),
                                   max_detections=100).mask_agreement == 1.0
+
+
+def test_box_iou_of_boxes_apart_on_one_axis_touching_or_tiny():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[12, 0, 20, 10], [0, 12, 10, 20], [9.5, 0, 20, 10]], np.float32)
+    # Apart on x only / on y only: no overlap (not a negative one); 0.5 px of overlap: 5 / (100 + 105 - 5).
+    np.testing.assert_allclose(cmp.box_iou(a, b), [[0.0, 0.0, 5 / 200]], rtol=1e-12)
+    tiny = np.array([[0, 0, 0.5, 0.5]], np.float32)
+    assert cmp.box_iou(tiny, tiny)[0, 0] == 1.0
+
+
+def test_no_detections_on_either_side_report_a_full_match():
+    result = cmp.compare_detections(dets([], []), dets([], []), max_detections=100)
+    assert result.summary.startswith("0 of 0/0 detections matched (IoU > 0.99; 100.0%, need >= 95%), 0 unmatched")
