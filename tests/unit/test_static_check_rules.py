@@ -237,3 +237,54 @@ def test_a_file_is_checked_against_the_requested_version(tmp_path):
     assert sc.check_onnx_file(tmp_path / "m.onnx", "m", "10.1") == []
     with pytest.raises(ExportError, match=r"No TensorRT operator table for TensorRT 9\.0"):
         sc.check_onnx_file(tmp_path / "m.onnx", "m", "9.0")
+
+
+def test_an_initializer_of_an_unlisted_type_is_refused_by_name():
+    relu_types = ", ".join(sc.support_table(VERSION)["operators"]["Relu"]["types"])
+    w = numpy_helper.from_array(np.zeros((1, 3, 8, 8), np.int8), "w")
+    m = model([helper.make_node("Relu", ["w"], ["y"], name="r")], [], [io("y", TensorProto.INT8)], [w])
+    assert found(m) == [("r", "Relu", f"tensor `w` is INT8; supported: {relu_types}")]
+    f8 = helper.make_tensor("w", TensorProto.FLOAT8E4M3FN, [1], [0.0])
+    m = model([helper.make_node("Relu", ["w"], ["y"], name="r")], [], [io("y", TensorProto.FLOAT8E4M3FN, (1,))],
+              [f8], opset=19)
+    assert ("r", "Relu", f"tensor `w` is UNKNOWN; supported: {relu_types}") in found(m)
+
+
+def test_a_node_in_the_ai_onnx_domain_is_a_standard_op():
+    node = helper.make_node("Relu", ["x"], ["y"], name="r", domain="ai.onnx")
+    m = model([node], [io("x", TensorProto.FLOAT)], [io("y", TensorProto.FLOAT)])
+    m.opset_import.append(helper.make_opsetid("ai.onnx", 17))
+    assert found(m) == []
+
+
+def test_every_node_is_checked_after_a_custom_one():
+    nodes = [helper.make_node("MyOp", ["x"], ["h"], name="custom", domain="com.example"),
+             helper.make_node("Unique", ["h"], ["y"], name="u")]
+    m = model(nodes, [io("x", TensorProto.FLOAT)], [io("y", TensorProto.FLOAT)])
+    m.opset_import.append(helper.make_opsetid("com.example", 1))
+    assert found(m) == [("custom", "MyOp", "custom domain `com.example` needs a TensorRT plugin"),
+                        ("u", "Unique", "not supported by TensorRT's ONNX parser")]
+
+
+def test_an_op_without_inputs_is_checked_without_failing():
+    m = model([helper.make_node("RandomNormal", [], ["y"], name="rn", shape=[1, 3, 8, 8])], [],
+              [io("y", TensorProto.FLOAT)])
+    assert found(m) == []
+
+
+def test_both_casts_around_an_inner_uint8_tensor_are_reported():
+    nodes = [helper.make_node("Cast", ["x"], ["u"], name="c1", to=TensorProto.UINT8),
+             helper.make_node("Cast", ["u"], ["y"], name="c2", to=TensorProto.FLOAT)]
+    m = model(nodes, [io("x", TensorProto.FLOAT)], [io("y", TensorProto.FLOAT)])
+    problem = "UINT8 tensor `u` inside the network: TensorRT takes UINT8 only at network inputs and outputs"
+    assert found(m) == [("c1", "Cast", problem), ("c2", "Cast", problem)]
+
+
+def test_a_cast_from_an_unlisted_type_is_refused():
+    cast_types = ", ".join(sc.support_table(VERSION)["operators"]["Cast"]["types"])
+    m = model([helper.make_node("Cast", ["x"], ["y"], name="c", to=TensorProto.FLOAT)], [io("x", TensorProto.INT8)],
+              [io("y", TensorProto.FLOAT)])
+    assert found(m) == [("c", "Cast", f"tensor `x` is INT8; supported: {cast_types}")]
+    m = model([helper.make_node("Cast", ["x"], ["y"], name="c", to=TensorProto.INT8)], [io("x", TensorProto.FLOAT)],
+              [io("y", TensorProto.INT8)])
+    assert found(m) == [("c", "Cast", f"tensor `y` is INT8; supported: {cast_types}")]
