@@ -258,3 +258,82 @@ def test_a_truncated_image_is_a_decode_error():
         pp.load_image(data)
     with pytest.raises(ClientError, match=r"^Cannot read image `<bytes>`: not a decodable image"):
         pp.prepare(data, 8, 8)
+
+
+# --- reduced-scale JPEG decoding (module docstring: 1/2, 1/4 or 1/8, never below what the letterbox needs) ----------
+
+def noisy_jpeg(width, height, orientation=None, mode="RGB"):
+    rng = np.random.default_rng(width + height)
+    shape = (height, width, 3) if mode == "RGB" else (height, width)
+    image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif.tobytes(), quality=90)
+    return buf.getvalue()
+
+
+def decoded_at(data, scale, size):
+    """The oracle: PIL's DCT-scaled decode at exactly 1/``scale`` of the stored size, oriented, resized to ``size``
+    (width, height) with the same bilinear filter."""
+    from PIL import ImageOps
+
+    pil = Image.open(io.BytesIO(data))
+    pil.draft("RGB" if pil.mode == "YCbCr" else None, (pil.size[0] // scale, pil.size[1] // scale))
+    assert pil.size == (Image.open(io.BytesIO(data)).size[0] // scale, Image.open(io.BytesIO(data)).size[1] // scale)
+    rgb = ImageOps.exif_transpose(pil).convert("RGB")
+    return np.asarray(rgb.resize(size, Image.BILINEAR))
+
+
+@pytest.mark.parametrize(("stored", "orientation", "model", "scale"), [
+    ((1600, 800), None, (64, 64), 8),    # box 64x32: 1/8 (200x100) still covers it
+    ((1600, 800), None, (256, 256), 4),  # box 256x128: 1/4 (400x200); 1/8 would be too small
+    ((800, 1600), 6, (256, 256), 4),     # stored 800x1600, shown 1600x800: box 256x128, asked in the stored frame
+    ((1600, 400), 8, (256, 256), 4),     # shown 400x1600: box 64x256 -> stored 256x64: 1/4 (400x100)
+])
+def test_a_large_jpeg_is_decoded_at_the_smallest_dct_scale_covering_its_box(stored, orientation, model, scale):
+    data = noisy_jpeg(*stored, orientation)
+    canvas, box, _ = pp.prepare(data, *model)
+    want = decoded_at(data, scale, (box.resized_width, box.resized_height))
+    got = canvas[box.pad_top:box.pad_top + box.resized_height, box.pad_left:box.pad_left + box.resized_width]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_grey_jpeg_is_decoded_at_reduced_scale_too():
+    data = noisy_jpeg(1600, 800, mode="L")
+    canvas, box, _ = pp.prepare(data, 64, 64)
+    want = decoded_at(data, 8, (box.resized_width, box.resized_height))
+    np.testing.assert_array_equal(canvas[box.pad_top:box.pad_top + box.resized_height], want)
+
+
+def test_a_callers_pil_image_is_decoded_at_full_scale():
+    data = noisy_jpeg(1600, 800)
+    canvas, box, _ = pp.prepare(Image.open(io.BytesIO(data)), 64, 64)
+    want = decoded_at(data, 1, (box.resized_width, box.resized_height))
+    np.testing.assert_array_equal(canvas[box.pad_top:box.pad_top + box.resized_height], want)
+
+
+def test_32_bit_grey_boundaries_between_8_and_16_bit_readings():
+    assert grey_of(Image.fromarray(np.array([[0, 256]], np.int32), "I")) == [0, 1]
+    assert grey_of(Image.fromarray(np.array([[-5, 7, 255]], np.int32), "I")) == [0, 7, 255]
+
+
+def test_float_grey_boundaries():
+    assert grey_of(Image.fromarray(np.array([[0.0, 1.5]], np.float32), "F")) == [0, 2]
+    assert grey_of(Image.fromarray(np.array([[0.0, 255.0]], np.float32), "F")) == [0, 255]
+
+
+def test_a_broken_pil_image_is_named_as_such():
+    data = png(64, 64)[:60]
+    with pytest.raises(ClientError, match=r"^Cannot read image `<PIL image>`: not a decodable image"):
+        pp.load_image(Image.open(io.BytesIO(data)))
+    with pytest.raises(ClientError, match=r"^Cannot read image `<PIL image>`: not a decodable image"):
+        pp.prepare(Image.open(io.BytesIO(data)), 8, 8)
+
+
+def test_prepare_applies_the_pixel_budget():
+    with pytest.raises(ClientError, match=r"is 10x12 \(120 pixels\), above the budget of 119 pixels"):
+        pp.prepare(png(10, 12), 8, 8, max_pixels=119)
+    with pytest.raises(ClientError, match=r"above the budget of 119 pixels"):
+        pp.load_image(png(10, 12), max_pixels=119)
