@@ -49,7 +49,7 @@ def test_a_box_entirely_outside_the_image_gives_an_empty_crop():
     masks = np.ones((2, 28, 28), np.float32)
     boxes = np.array([[100, 5, 120, 10], [5, 100, 10, 120]], np.float32)
     crops, origins = post.paste_masks_compact(masks, boxes, 50, 60)
-    assert [c.shape for c in crops] == [(0, 0), (0, 0)]
+    assert [(c.shape, c.dtype) for c in crops] == [((0, 0), np.dtype(bool))] * 2
     np.testing.assert_array_equal(origins, [[60, 4], [4, 50]])
     assert not post.paste_masks(masks, boxes, 50, 60).any()
 
@@ -106,3 +106,18 @@ def test_nearest_index_samples_pixel_centres_and_stays_in_range():
     np.testing.assert_array_equal(post._nearest_index(4, 2), [0, 0, 1, 1])
     np.testing.assert_array_equal(post._nearest_index(2, 4), [1, 3])
     np.testing.assert_array_equal(post._nearest_index(3, 3), [0, 1, 2])
+
+
+def test_a_zero_width_or_height_box_pastes_like_torchvision():
+    """A degenerate box is one pixel wide (torchvision: ``max(w, 1)``), sampled at the mask's centre column/row."""
+    torch = pytest.importorskip("torch")
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    stripes = np.zeros((2, 28, 28), np.float32)
+    stripes[0, :, 5:9] = 1.0  # columns far from the centre: a one-pixel-wide box samples the centre, not these
+    stripes[1, 5:9, :] = 1.0
+    boxes = np.array([[10, 10, 10, 30], [10, 10, 30, 10]], np.float32)
+    ours = post.paste_masks(stripes, boxes, 40, 40)
+    ref = paste_masks_in_image(torch.from_numpy(stripes)[:, None], torch.from_numpy(boxes), (40, 40))[:, 0].numpy()
+    np.testing.assert_array_equal(ours, ref > 0.5)
+    assert not ours.any()  # the centre is empty; a two-pixel-wide resize would reach the stripe
