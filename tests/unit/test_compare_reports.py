@@ -242,3 +242,18 @@ def test_box_iou_of_boxes_apart_on_one_axis_touching_or_tiny():
 def test_no_detections_on_either_side_report_a_full_match():
     result = cmp.compare_detections(dets([], []), dets([], []), max_detections=100)
     assert result.summary.startswith("0 of 0/0 detections matched (IoU > 0.99; 100.0%, need >= 95%), 0 unmatched")
+
+
+def test_an_output_agrees_with_itself_when_many_boxes_coincide():
+    """Equal IoUs are matched in index order: a list compared with itself pairs each detection with itself, even
+    when 30 detections share one box and 30 more nearly do (all masks differ)."""
+    n = 60
+    shifts = np.random.default_rng(0).uniform(0, 0.5, n // 2)
+    boxes = [[0, 0, 100, 100]] * (n // 2) + [[x, 0, x + 100, 100] for x in shifts]
+    item = dets(boxes, np.linspace(0.9, 0.5, n))
+    item["masks"] = np.zeros((n, 28, 28), np.float32)
+    for k in range(n):
+        item["masks"][k, k % 28, :] = 1.0
+        item["masks"][k, :, (k * 5) % 28] = 1.0
+    result = cmp.compare_detections(item, item, max_detections=100)
+    assert (result.passed, result.matched, result.max_box_error_px, result.mask_agreement) == (True, n, 0.0, 1.0)
