@@ -137,7 +137,7 @@ def to_rgb(pil: Image.Image) -> Image.Image:
         if pil.mode == "I" and values.max(initial=0) <= 255:
             grey = values.clip(0, 255).astype(np.uint8)
         else:
-            grey = (values.astype(np.uint32).clip(0, 65535) >> 8).astype(np.uint8)
+            grey = (values.clip(0, 65535).astype(np.uint32) >> 8).astype(np.uint8)  # clip before unsigned
         return Image.fromarray(grey, "L").convert("RGB")
     if pil.mode == "F":
         values = np.asarray(pil)

@@ -337,3 +337,8 @@ def test_prepare_applies_the_pixel_budget():
         pp.prepare(png(10, 12), 8, 8, max_pixels=119)
     with pytest.raises(ClientError, match=r"above the budget of 119 pixels"):
         pp.load_image(png(10, 12), max_pixels=119)
+
+
+def test_negative_32_bit_grey_is_black_not_white():
+    """Found by mutation testing: an unsigned cast before clipping wrapped -5 round to white."""
+    assert grey_of(Image.fromarray(np.array([[-5, 300, 65535]], np.int32), "I")) == [0, 1, 255]
