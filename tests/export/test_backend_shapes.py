@@ -62,13 +62,13 @@ def test_artifact_shapes_satisfy_the_triton_backend_rule(exported, name, target)
 
 
 def test_the_rule_catches_a_static_batch_dim():
-    """The old Mask R-CNN export: IMAGE [1, 800, 800, 3] with max_batch_size 1."""
+    """A static batch dim (the old Mask R-CNN export had IMAGE [1, 800, 800, 3]) under a batching config."""
     from export.spec import get_spec
 
     spec = get_spec("maskrcnn")
     config = config_proto(spec, ServingOptions.for_target("onnxruntime"))
     static = {t.name: [1, *t.dims] for t in (*spec.inputs, *spec.outputs)}
-    assert backend_problems(config, static)[0] == ("IMAGE: max_batch_size 1 > 0 needs a dynamic dim 0, the model has "
-                                                   "[1, 800, 800, 3]")
+    assert backend_problems(config, static)[0] == (
+        f"IMAGE: max_batch_size {spec.max_batch_size} > 0 needs a dynamic dim 0, the model has [1, 800, 800, 3]")
     wrong_size = {**{t.name: [-1, *t.dims] for t in (*spec.inputs, *spec.outputs)}, "IMAGE": [-1, 640, 640, 3]}
     assert backend_problems(config, wrong_size) == ["IMAGE: model shape [-1, 640, 640, 3] vs config [-1, 800, 800, 3]"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serve.security import MAX_REQUEST_BYTES
 from support import ROOT, TOOLS, free_port
 
 pytestmark = pytest.mark.integration
@@ -333,7 +334,8 @@ def test_keep_going_reports_the_corrupt_model_and_serves_the_others(corrupt_repo
         assert len(warning) == 2, warning
         assert warning[0].startswith("warning: model `unet` failed to load and is not served (--keep-going): "
                                      "Internal: InvalidProtobuf")
-        assert warning[1] == ("warning: model `oversized` accepts requests of 192.0 MiB, above the documented 16 MiB "
+        assert warning[1] == ("warning: model `oversized` accepts requests of 192.0 MiB, above the documented "
+                              f"{MAX_REQUEST_BYTES // 2**20} MiB "
                               "request limit (README, 'Serve locally'): export it with a smaller --max-batch-size "
                               "or --size")
         client = grpcclient.InferenceServerClient(serve.grpc_url)

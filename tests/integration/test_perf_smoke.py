@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from support import TOOLS, free_port
+from support import TOOLS, copy_repository, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +30,10 @@ def server(exported, tmp_path_factory):
     """The small exports on a real tritonserver whose shared-memory API needs the admin key (contract 3)."""
     from serve.server import ServerConfig, TritonServer
 
-    if "admin_key" in ServerConfig.__dataclass_fields__:  # serve restricts its APIs itself (issue #13)
-        restriction = {"admin_key": ADMIN_KEY}
-    else:
-        flag = f"shared-memory:segserve-admin-key={ADMIN_KEY}"
-        restriction = {"extra_args": (f"--grpc-restricted-protocol={flag}", f"--http-restricted-api={flag}")}
-    config = ServerConfig(exported["_repository"], http_port=free_port(), grpc_port=free_port(),
-                          metrics_port=free_port(), **restriction)
+    # A private copy: the session's repository is shared and must stay unchanged (tests/conftest.py).
+    repository = copy_repository(exported["_repository"], tmp_path_factory.mktemp("perf") / "model_repository")
+    config = ServerConfig(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                          admin_key=ADMIN_KEY)  # serve restricts shared memory behind the key (issue #13)
     with TritonServer(config, log_path=tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
         triton.wait_ready(300)
         yield triton
