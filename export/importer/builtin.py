@@ -7,7 +7,6 @@ by ``scripts/fetch-tools.sh u2netp`` (``make tools``) into ``.tools/`` (``SEGSER
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from export.config import ServingOptions
 from export.errors import ExportError
 from export.spec import ModelSpec
+from export.tensorrt.sidecar import sha256
 
 ASSETS_FILE = Path(__file__).resolve().parent.parent / "data" / "assets.json"
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -52,7 +52,7 @@ def fetched_file(asset: str, member: str) -> Path:
     fix = f"run `scripts/fetch-tools.sh {asset}` (or `make tools`)"
     if not path.is_file():
         raise ExportError(f"{path} is not fetched yet: {fix}.")
-    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    got = sha256(path)
     if got != pinned:
         raise ExportError(f"{path} has sha256 {got}, pinned {pinned}: delete it and {fix}.")
     return path

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from export.errors import ExportError, require
+from export.tensorrt.sidecar import sha256
 
 if TYPE_CHECKING:
     import onnx
@@ -77,8 +78,6 @@ def inspect(path: Path, *, size: tuple[int, int] | None = None, output: str | No
     """Check ``path`` fits the import and return its geometry; every misfit is one ExportError naming what was
     found and what is needed. ``size`` is required when the input's height/width are dynamic; ``output`` picks
     the score map among several outputs (default: the first)."""
-    import hashlib
-
     model = load(path)
     opset = default_opset(model)
     if opset < MIN_OPSET:
@@ -153,8 +152,8 @@ def inspect(path: Path, *, size: tuple[int, int] | None = None, output: str | No
     channels, out_h, out_w = (int(d) for d in got.shape[1:])
     if channels > 65535:
         raise ExportError(f"`{path.name}` output `{chosen.name}` has {channels} channels; at most 65535 classes.")
-    return SourceGraph(path, hashlib.sha256(path.read_bytes()).hexdigest(), image.name, elem, batch, height, width,
-                       chosen.name, channels, out_h, out_w, opset)
+    return SourceGraph(path, sha256(path), image.name, elem, batch, height, width, chosen.name, channels, out_h, out_w,
+                       opset)
 
 
 def _run_once(path: Path, input_name: str, output_name: str, array: np.ndarray) -> np.ndarray:
