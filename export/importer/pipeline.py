@@ -12,6 +12,7 @@ from pathlib import Path
 from export.config import ServingOptions
 from export.errors import ExportError, require
 from export.importer.source import SourceGraph
+from export.metadata import REWRITES_KEY, SPEC_KEY, set_metadata
 from export.pipeline import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, ExportResult, onnx_path_for
 from export.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
@@ -87,11 +88,8 @@ def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> tuple
     model, rewrites = make_tensorrt_friendly(model)
     # The keys a built-in export writes (export/onnx_export.py), plus where the network came from. The graph is
     # FP32: files without a precision entry read as FP32.
-    del model.metadata_props[:]
-    for key, value in {"segserve.spec": spec.to_json(), "segserve.trt_rewrites": str(len(rewrites)),
-                       SOURCE_KEY: f"{source.path.name} sha256:{source.sha256} output:{source.output_name}"}.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
+    set_metadata(model, {SPEC_KEY: spec.to_json(), REWRITES_KEY: str(len(rewrites)),
+                         SOURCE_KEY: f"{source.path.name} sha256:{source.sha256} output:{source.output_name}"})
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
