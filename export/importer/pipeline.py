@@ -80,7 +80,7 @@ def check_fits(source: SourceGraph, spec: ModelSpec) -> None:
                           f"{source.path.name} output `{source.output_name}` has {source.channels} channels.")
 
 
-def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> tuple[Path, list[str]]:
+def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> None:
     """Rewrite for TensorRT, put the spec in the metadata, check and write ``path`` aside-then-rename."""
     onnx = require("onnx")
     from export.tensorrt.rewrite import make_tensorrt_friendly
@@ -95,7 +95,6 @@ def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> tuple
     partial = path.with_name(path.name + ".partial")
     onnx.save(model, str(partial))
     os.replace(partial, path)
-    return path, rewrites
 
 
 def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions) -> str:
@@ -145,7 +144,8 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
 
     seconds = dict(seconds or {})
     started = time.perf_counter()
-    onnx_path, _ = write_onnx(wrap(source, spec), spec, source, onnx_path_for(work_dir, spec.name))
+    onnx_path = onnx_path_for(work_dir, spec.name)
+    write_onnx(wrap(source, spec), spec, source, onnx_path)
     seconds["wrap"] = time.perf_counter() - started
 
     summary = "skipped"
