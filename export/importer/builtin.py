@@ -71,6 +71,5 @@ def export_builtin(spec: ModelSpec, options: ServingOptions, repository: Path, *
     started = time.perf_counter()
     source = inspect(fetched_file(recipe.asset, recipe.member), size=(spec.height, spec.width), output=recipe.output)
     check_fits(source, spec)
-    kwargs = {k: v for k, v in kwargs.items() if k != "progress"}
     return import_source(source, spec, options, repository,
                          seconds={"inspect": time.perf_counter() - started}, **kwargs)

@@ -97,8 +97,7 @@ def _prune(graph, keep_output: str) -> None:
     kept = [n for n in graph.node if id(n) in needed]
     del graph.node[:]
     graph.node.extend(kept)
-    used = seen
-    weights = [t for t in graph.initializer if t.name in used]
+    weights = [t for t in graph.initializer if t.name in seen]
     del graph.initializer[:]
     graph.initializer.extend(weights)
 
