@@ -1,8 +1,8 @@
 """The quokka photo from imgaug 0.4.0's wheel and its polygon ground truth (fetched by `scripts/fetch-tools.sh
 quokka`), and the image variants a client must handle, each with its ground truth transformed alike.
 
-Shared by tests/integration/test_real_model.py and bench/u2netp_quokka.py (pure PIL + numpy, no I/O beyond the
-files it is given and writes)."""
+Shared by tests/integration/test_real_model.py, bench/u2netp_quokka.py and scripts/demo.py (PIL + numpy; the
+paths come from export/data/assets.json; no I/O beyond those files and the ones it writes)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from support import TOOLS
+from export.importer.builtin import asset_path
 
-QUOKKA_DIR = TOOLS / "data" / "quokka"
-PHOTO = QUOKKA_DIR / "quokka.jpg"
-ANNOTATIONS = QUOKKA_DIR / "quokka_annotations.json"
+# Where scripts/fetch_assets.py puts them: export/data/assets.json says, as it does for u2netp.onnx.
+PHOTO = asset_path("quokka", "imgaug/quokka.jpg")[0]
+ANNOTATIONS = asset_path("quokka", "imgaug/quokka_annotations.json")[0]
+QUOKKA_DIR = PHOTO.parent
 EXIF_ORIENTATION = 0x0112
 CROP = (100, 30, 620, 643)  # left, top, right, bottom: another aspect ratio, the animal's top-left cut closer
 VARIANTS = ("original", "exif-rotated", "rgba-png", "grayscale", "upscaled-4x", "crop")
