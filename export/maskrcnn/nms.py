@@ -14,8 +14,9 @@ would be cut to 5000 candidates. With one group per batch item there are at most
 Sources: onnx-tensorrt 10.1-GA ``onnxOpImporters.cpp`` ``DEFINE_BUILTIN_OP_IMPORTER(NonMaxSuppression)`` (3D boxes
 and scores, ``addNMS``, scores transposed to [batch, boxes, classes]); TensorRT 10.7 operator docs ``NMS.html``
 (TopK box limit, "selected if their score is above a given threshold"); onnx-tensorrt ``docs/operators.md`` at
-10.0-GA/10.1-GA (NonMaxSuppression: FP32, FP16, no restrictions listed; ``export/data/trt10_onnx_ops.json`` keeps
-the stricter 8.5 rule that ``max_output_boxes_per_class`` and ``iou_threshold`` are initializers, which holds here).
+10.0-GA/10.1-GA (NonMaxSuppression: FP32, FP16, no restrictions listed, as in the static check's
+``export/tensorrt/data/onnx_ops_trt10.1.json``; TensorRT 8.5's stricter rule that ``max_output_boxes_per_class`` and
+``iou_threshold`` are initializers holds here too).
 
 The eager implementation (torchvision's ``nms`` per group) is what PyTorch runs and what the parity check compares
 the ONNX graph against; ``onnx_translation_table()`` gives ``torch.onnx.export`` the ONNX lowering.
