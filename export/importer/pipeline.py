@@ -56,17 +56,15 @@ def make_spec(name: str, source: SourceGraph, *, mean=IMAGENET_MEAN, std=IMAGENE
         kind = "a foreground map (background + foreground)" if foreground else f"{source.channels} class scores"
         raise ExportError(f"{len(class_names)} class names given, but `{source.path.name}` returns {kind}: "
                           f"give {want} names, one per line.")
-    if not 1 <= max_batch_size <= 256:
-        raise ExportError(f"Bad max batch size {max_batch_size}: use 1..256.")
+    # The batch size goes through with_options: its range check and preferred-batch rule are the spec's own.
     return ModelSpec(
         name=name, task="semantic",
         architecture=f"imported ONNX {source.path.name} (sha256 {source.sha256[:12]}, output {source.output_name})",
-        height=source.height, width=source.width, class_names=tuple(class_names), max_batch_size=max_batch_size,
-        preferred_batch_sizes=(max_batch_size,) if max_batch_size > 1 else (), mean=tuple(mean), std=tuple(std),
-        with_probs=probs, fp32_op_types=FP32_OPS, opset=source.opset,
-        output_kind="foreground" if foreground else "scores", scores_are=scores_are, foreground_threshold=threshold,
-        minmax=minmax,
-    )
+        height=source.height, width=source.width, class_names=tuple(class_names), max_batch_size=1,
+        preferred_batch_sizes=(), mean=tuple(mean), std=tuple(std), with_probs=probs, fp32_op_types=FP32_OPS,
+        opset=source.opset, output_kind="foreground" if foreground else "scores", scores_are=scores_are,
+        foreground_threshold=threshold, minmax=minmax,
+    ).with_options(max_batch_size=max_batch_size)
 
 
 def check_fits(source: SourceGraph, spec: ModelSpec) -> None:
