@@ -11,6 +11,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from export.config import ServingOptions
@@ -40,9 +41,14 @@ def tools_dir() -> Path:
     return Path(os.environ.get("SEGSERVE_TOOLS", ROOT / ".tools"))
 
 
+@lru_cache(maxsize=1)
+def _assets() -> dict:
+    return json.loads(ASSETS_FILE.read_text())
+
+
 def asset_path(asset: str, member: str) -> tuple[Path, str]:
     """Where the fetched file lives and its pinned sha256."""
-    entry = json.loads(ASSETS_FILE.read_text())[asset]["files"][member]
+    entry = _assets()[asset]["files"][member]
     return tools_dir() / entry["dest"], entry["sha256"]
 
 
