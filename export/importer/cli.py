@@ -93,10 +93,10 @@ def run_import(argv: list[str]) -> int:
     mean, std = tuple(m / unit for m in args.mean), tuple(s / unit for s in args.std)
     classes = read_classes(args.classes) if args.classes else None
     if args.target == "tensorrt":
-        from export.errors import require
+        from export.tensorrt.build import installed_tensorrt
         from export.tensorrt.gpu import detect_gpu
 
-        require("tensorrt", "tensorrt-cu12", extra="tensorrt")
+        installed_tensorrt()
         detect_gpu()
     started = time.perf_counter()
     source = inspect(args.onnx, size=size, output=args.onnx_output)
