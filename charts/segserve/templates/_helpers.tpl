@@ -84,21 +84,17 @@ app.kubernetes.io/component: inference-server
 {{- default (include "segserve.ngcRelease" .Values.image.tag) .Values.image.release -}}
 {{- end -}}
 
-{{/* The row of releases.json (the chart's copy of export/data/releases.json) for a release, as JSON; "{}" if unknown. */}}
+{{/* The row of releases.json (the chart's copy of export/data/releases.json) for NGC release .ngc, as JSON; "{}" if
+     unknown. Called with (dict "root" $ "ngc" "yy.mm"). */}}
 {{- define "segserve.releaseRow" -}}
-{{- $table := .Files.Get "releases.json" | fromJson -}}
-{{- $want := include "segserve.release" . -}}
 {{- $row := dict -}}
-{{- range $table.releases -}}{{- if eq .ngc $want -}}{{- $row = . -}}{{- end -}}{{- end -}}
+{{- range (.root.Files.Get "releases.json" | fromJson).releases -}}{{- if eq .ngc $.ngc -}}{{- $row = . -}}{{- end -}}{{- end -}}
 {{- toJson $row -}}
 {{- end -}}
 
-{{/* The NGC release table's default row (the release the chart's image.tag default follows). */}}
-{{- define "segserve.defaultReleaseRow" -}}
-{{- $table := .Files.Get "releases.json" | fromJson -}}
-{{- $row := dict -}}
-{{- range $table.releases -}}{{- if eq .ngc $table.default -}}{{- $row = . -}}{{- end -}}{{- end -}}
-{{- toJson $row -}}
+{{/* The row of the Triton image's release (segserve.release), as JSON. */}}
+{{- define "segserve.imageReleaseRow" -}}
+{{- include "segserve.releaseRow" (dict "root" . "ngc" (include "segserve.release" .)) -}}
 {{- end -}}
 
 {{/* Tag of an image reference (empty for a digest-only reference). */}}
@@ -194,9 +190,9 @@ app.kubernetes.io/component: inference-server
 {{- $errors = append $errors "mode=gpu needs gpu.count >= 1 (use mode=cpu for a CPU-only deployment)" -}}
 {{- end -}}
 {{- if $v.engineBuild.enabled -}}
-{{- $base := (include "segserve.defaultReleaseRow" . | fromJson).builder_base_image -}}
-{{- $row := include "segserve.releaseRow" . | fromJson -}}
-{{- if $row.builder_base_image -}}{{- $base = $row.builder_base_image -}}{{- end -}}
+{{- $row := include "segserve.imageReleaseRow" . | fromJson -}}
+{{- $default := include "segserve.releaseRow" (dict "root" . "ngc" (.Files.Get "releases.json" | fromJson).default) | fromJson -}}
+{{- $base := default $default.builder_base_image $row.builder_base_image -}}
 {{- if not $v.engineBuild.image -}}
 {{- $errors = append $errors (printf "engineBuild.enabled needs engineBuild.image: a builder image with segserve installed on %s (TensorRT of the Triton release; recipe in docker/, base from releases.json). There is no default: NGC's TensorRT image alone has no segserve" $base) -}}
 {{- end -}}
