@@ -255,9 +255,6 @@ app.kubernetes.io/component: inference-server
 {{- if and $v.networkPolicy.enabled (not $v.networkPolicy.allowedNamespaces) (not $v.networkPolicy.allowedPodLabels) -}}
 {{- $errors = append $errors "networkPolicy.enabled needs networkPolicy.allowedNamespaces or networkPolicy.allowedPodLabels (else nothing could reach the server)" -}}
 {{- end -}}
-{{- if and (eq $v.triton.modelControlMode "poll") (lt (int $v.triton.repositoryPollSeconds) 1) -}}
-{{- $errors = append $errors "triton.modelControlMode=poll needs triton.repositoryPollSeconds >= 1" -}}
-{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nVALUES VALIDATION:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
