@@ -60,18 +60,23 @@ app.kubernetes.io/component: inference-server
 {{- end -}}
 {{- end -}}
 
-{{/* The Triton image, by digest when one is given. */}}
-{{- define "segserve.image" -}}
-{{- if .Values.image.digest -}}
-{{- printf "%s/%s@%s" .Values.image.registry .Values.image.repository .Values.image.digest -}}
+{{/* An image reference from an image's values (registry, repository, tag, optional digest): by digest when given. */}}
+{{- define "segserve.imageRef" -}}
+{{- if .digest -}}
+{{- printf "%s/%s@%s" .registry .repository .digest -}}
 {{- else -}}
-{{- printf "%s/%s:%s" .Values.image.registry .Values.image.repository .Values.image.tag -}}
+{{- printf "%s/%s:%s" .registry .repository .tag -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The Triton image. */}}
+{{- define "segserve.image" -}}
+{{- include "segserve.imageRef" .Values.image -}}
 {{- end -}}
 
 {{- define "segserve.testImage" -}}
 {{- $tag := default (printf "%s-sdk" .Values.image.tag) .Values.tests.image.tag -}}
-{{- printf "%s/%s:%s" .Values.tests.image.registry .Values.tests.image.repository $tag -}}
+{{- include "segserve.imageRef" (merge (dict "tag" $tag) .Values.tests.image) -}}
 {{- end -}}
 
 {{/* NGC release (yy.mm) at the start of an image tag such as 26.07-py3 (empty when there is none). */}}
