@@ -274,12 +274,22 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
-{{/* A probe handler: HTTP GET on Triton's health endpoint, or, when HTTP is off (triton.allowHttp=false), the gRPC
-     health checking protocol Triton's gRPC server implements (Kubernetes gRPC probes, GA in 1.27). */}}
-{{- define "segserve.probeHandler" -}}
-{{- if .root.Values.triton.allowHttp -}}
+{{/* A probe from its values (dict "root" $ "probe" .Values.probes.<name> "path" <health endpoint>): the probe's own
+     handler if it has one (liveness), else HTTP GET on Triton's health endpoint, or, when HTTP is off
+     (triton.allowHttp=false), the gRPC health checking protocol Triton's gRPC server implements (Kubernetes gRPC
+     probes, GA in 1.27); then its timings. */}}
+{{- define "segserve.probe" -}}
+{{- if .probe.handler -}}
+{{ toYaml .probe.handler }}
+{{- else if .root.Values.triton.allowHttp -}}
 httpGet: {path: {{ .path }}, port: http}
 {{- else -}}
 grpc: {port: 8001}
-{{- end -}}
+{{- end }}
+periodSeconds: {{ .probe.periodSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+{{- with .probe.successThreshold }}
+successThreshold: {{ . }}
+{{- end }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
 {{- end -}}
