@@ -141,6 +141,13 @@ app.kubernetes.io/component: inference-server
 {{- default (printf "%s-admin-key" (include "segserve.fullname" .)) .Values.triton.adminKey.existingSecret -}}
 {{- end -}}
 
+{{/* The admin key of the restricted APIs, as env var SEGSERVE_ADMIN_KEY from its Secret (Triton and the helm test pod). */}}
+{{- define "segserve.adminKeyEnv" -}}
+- name: SEGSERVE_ADMIN_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ include "segserve.adminSecretName" . }}, key: {{ .Values.triton.adminKey.secretKey }}}
+{{- end -}}
+
 {{/* Triton's restricted-API flag value: <apis>:<header>=<key> (Triton docs/customization_guide/inference_protocols.md,
      "Limit Endpoint Access"); the key reaches argv through Kubernetes' $(VAR) expansion of an env var from a Secret. */}}
 {{- define "segserve.restrictedFlag" -}}
