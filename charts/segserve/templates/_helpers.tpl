@@ -184,6 +184,29 @@ app.kubernetes.io/component: inference-server
 {{- default (printf "%s-engine-cache" (include "segserve.fullname" .)) .Values.engineCache.existingClaim -}}
 {{- end -}}
 
+{{/* A claim the chart creates: (dict "root" $ "name" <claim name> "claim" <values with accessModes, storageClass,
+     size>). helm.sh/resource-policy: keep, so the claim (and the models or engines on it) outlives `helm uninstall`;
+     delete it with kubectl when you mean to. */}}
+{{- define "segserve.claim" -}}
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "segserve.labels" .root | nindent 4 }}
+  annotations:
+    helm.sh/resource-policy: keep
+spec:
+  accessModes:
+    {{- toYaml .claim.accessModes | nindent 4 }}
+  {{- with .claim.storageClass }}
+  storageClassName: {{ . }}
+  {{- end }}
+  resources:
+    requests:
+      storage: {{ .claim.size }}
+{{- end -}}
+
 {{/* Cross-field rules the schema cannot express; each failure says what to change. */}}
 {{- define "segserve.validateValues" -}}
 {{- $v := .Values -}}
