@@ -254,26 +254,7 @@ def test_network_policy_must_admit_the_scrapers(feature):
     render(sets=[*sets, "networkPolicy.metricsNamespaces={monitoring}"])
 
 
-# -- 10. schema holes --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("sets", "message"), [
-    (["pdb.maxUnavailable=banana"], r"maxUnavailable"),
-    (["pdb.maxUnavailable=-3"], r"maxUnavailable"),
-    (["resources.cpuRequest="], r"cpuRequest"),
-    (["metrics.port=8000"], r"metrics.port"),
-    (["metrics.port=8001"], r"metrics.port"),
-    (["nameOverride=Seg_Serve"], r"nameOverride"),
-    (["fullnameOverride=-bad-"], r"fullnameOverride"),
-    (["image.digest=md5:abc"], r"image.digest"),
-    (["podSecurityContext.fsGroupChangePolicy=Sometimes"], r"fsGroupChangePolicy"),
-    (["triton.restrictedApis={everything}"], r"restrictedApis"),
-    (["ingress.maxBodySize=lots"], r"maxBodySize"),
-])
-def test_schema_rejects_what_kubernetes_or_triton_would(sets, message):
-    import re
-
-    assert re.search(message, render_fails(sets))
-
-
+# -- 10. schema holes (the values refused are in test_chart.py's refusal tables) ----------------------------------
 @pytest.mark.parametrize("sets", [
     ["image.tag=26.07-vllm-python-py3"], ["image.tag=mirror-2607"], ["image.tag=26.07-py3-igpu"],
     ["gpu.resourceName=nvidia.com/gpu.shared"], ["gpu.resourceName=nvidia.com/mig-3g.40gb"],
@@ -362,16 +343,6 @@ def test_ingress_carries_grpc_to_triton_with_tls_and_a_body_limit():
     assert rule["host"] == v["host"]
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "seg-segserve", "port": {"name": "grpc"}}
-
-
-@pytest.mark.parametrize(("sets", "message"), [
-    (["ingress.enabled=true", "ingress.tlsSecret=t"], "ingress.enabled needs ingress.host"),
-    (["ingress.enabled=true", "ingress.host=seg.example.com"], "ingress.enabled needs ingress.tlsSecret"),
-    (["grpcRoute.enabled=true"], "grpcRoute.enabled needs grpcRoute.parentRefs"),
-    (["ingress.enabled=true", "ingress.host=seg.example.com", "ingress.tlsSecret=t", "networkPolicy.enabled=true",
-      "networkPolicy.allowedPodLabels.app=gateway"], "ingress controller's (or Gateway's) namespace")])
-def test_ingress_and_route_need_their_essentials(sets, message):
-    assert message in render_fails(sets)
 
 
 GRPCROUTE_FIELDS = {"spec": {"parentRefs", "hostnames", "rules"},
