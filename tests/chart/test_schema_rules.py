@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pytest
 
-from support import ROOT
+from chart_support import CHART, helm
 
 pytestmark = pytest.mark.chart
 
-CHART = ROOT / "charts" / "segserve"
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 SCHEMA_ERROR = "values don't meet the specifications of the schema"
 
@@ -99,13 +97,12 @@ def _pointer(path: tuple) -> str:
     return "/" + "/".join("0" if p == "[]" else p for p in path)
 
 
-def helm_template(helm, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(helm), "template", "seg", str(CHART), *args], capture_output=True, text=True,
-                          timeout=60)
+def helm_template(*args):
+    return helm("template", "seg", str(CHART), *args)
 
 
-def test_the_defaults_pass_the_schema(helm_binary):
-    proc = helm_template(helm_binary)
+def test_the_defaults_pass_the_schema():
+    proc = helm_template()
     assert proc.returncode == 0, proc.stderr
 
 
@@ -117,8 +114,8 @@ def test_the_walk_finds_the_schema_constraints():
 
 @pytest.mark.parametrize(("path", "kind", "bad", "where"), CASES,
                          ids=[f"{'.'.join(p)}-{k}" for p, k, _, _ in CASES])
-def test_each_constraint_rejects_a_bad_value(helm_binary, path, kind, bad, where):
-    proc = helm_template(helm_binary, *_set_args(path, kind, bad))
+def test_each_constraint_rejects_a_bad_value(path, kind, bad, where):
+    proc = helm_template(*_set_args(path, kind, bad))
     assert proc.returncode != 0, f"helm accepted {kind} violation at {'.'.join(path)} = {bad!r}"
     assert SCHEMA_ERROR in proc.stderr, proc.stderr
     pointer = _pointer(where)
@@ -147,8 +144,8 @@ def test_critical_constraints_are_in_the_schema(path, kind):
     assert any(p == path and k == kind for p, k, _, _ in CASES), f"{'.'.join(path)}: {kind} dropped from the schema"
 
 
-def test_a_mistyped_mode_is_refused_not_rendered_as_cpu(helm_binary):
-    proc = helm_template(helm_binary, "--set", "mode=gpux")
+def test_a_mistyped_mode_is_refused_not_rendered_as_cpu():
+    proc = helm_template("--set", "mode=gpux")
     assert proc.returncode != 0 and "at '/mode'" in proc.stderr, proc.stderr
     for mode in ("gpu", "cpu"):
-        assert helm_template(helm_binary, "--set", f"mode={mode}").returncode == 0
+        assert helm_template("--set", f"mode={mode}").returncode == 0
