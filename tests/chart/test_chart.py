@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from chart_support import (CASES, CHART, CI_VALUES, IDS, KUBE_VERSIONS, ROOT, containers, deployment, helm,
-                           kind, pods, render, render_fails, validate_gateway_objects, values_args, values_of)
+                           kind, pod_spec, pods, render, render_fails, validate_gateway_objects, values_args, values_of)
 
 pytestmark = pytest.mark.chart
 
@@ -84,7 +84,7 @@ def test_selectors_match_the_pod_labels(values):
 def test_gpu_requests_equal_limits_and_cpu_mode_has_no_gpu(values):
     docs = render(values)
     v = values_of(values)
-    pod = deployment(docs)["spec"]["template"]["spec"]
+    pod = pod_spec(docs)
     for c in containers(pod):
         res = c.get("resources", {})
         gpu_keys = {k for k in (*res.get("requests", {}), *res.get("limits", {})) if k.startswith("nvidia.com/")}
@@ -108,7 +108,7 @@ def test_gpu_requests_equal_limits_and_cpu_mode_has_no_gpu(values):
 @pytest.mark.parametrize("values", CASES, ids=IDS)
 def test_ports_are_named_unique_and_probes_hit_the_health_endpoints(values):
     docs = render(values)
-    triton = deployment(docs)["spec"]["template"]["spec"]["containers"][0]
+    triton = pod_spec(docs)["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
     assert len(ports) == len(triton["ports"]) and ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     for svc in kind(docs, "Service"):
@@ -127,7 +127,7 @@ def test_ports_are_named_unique_and_probes_hit_the_health_endpoints(values):
     strict = v["triton"]["strictReadiness"]
     expected = (v["triton"]["modelControlMode"] == "none") if strict == "auto" else strict
     assert f"--strict-readiness={str(expected).lower()}" in args
-    grace = deployment(docs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    grace = pod_spec(docs)["terminationGracePeriodSeconds"]
     assert grace > v["triton"]["exitTimeoutSeconds"] + v["preStopSleepSeconds"]
     assert triton["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(v["preStopSleepSeconds"])]
 
@@ -136,7 +136,7 @@ def test_ports_are_named_unique_and_probes_hit_the_health_endpoints(values):
 def test_shm_is_memory_backed_sized_from_values_and_counted_in_the_memory_limit(values):
     docs = render(values)
     v = values_of(values)
-    pod = deployment(docs)["spec"]["template"]["spec"]
+    pod = pod_spec(docs)
     (shm,) = [vol for vol in pod["volumes"] if vol["name"] == "dshm"]
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": f"{v['shm']['sizeMi']}Mi"}
     triton = pod["containers"][0]
@@ -174,7 +174,7 @@ def test_no_secret_values_in_rendered_manifests(values):
     assert [s["metadata"]["name"] for s in kind(docs, "Secret")] in ([], ["seg-segserve-admin-key"])
     text = yaml.safe_dump_all(docs)
     assert not re.search(r"(?i)(aws_secret_access_key|password|private_key)\s*:\s*\S", text)
-    env = deployment(docs)["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    env = pod_spec(docs)["containers"][0].get("env", [])
     for item in env:
         if item["name"] in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             assert "value" not in item and item["valueFrom"]["secretKeyRef"]["name"]
@@ -197,7 +197,7 @@ def test_hpa_and_replicas_are_mutually_exclusive_and_pdb_needs_two_replicas(valu
 
 def test_repository_sources_mount_or_point_where_they_should():
     def triton(values):
-        return deployment(render(CHART / "ci" / values if values else None))["spec"]["template"]["spec"]
+        return pod_spec(render(CHART / "ci" / values if values else None))
     pvc = triton("pvc-values.yaml")
     assert "--model-repository=/models" in pvc["containers"][0]["args"]
     assert {"name": "models", "mountPath": "/models", "readOnly": True, "subPath": "repositories/v3"} in \

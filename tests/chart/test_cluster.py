@@ -4,7 +4,9 @@ escape hatches, gRPC ingress. Each test names the upstream rule it encodes."""
 from __future__ import annotations
 
 import base64
+import importlib
 import json
+import re
 import shutil
 import subprocess
 
@@ -183,13 +185,12 @@ def test_cloud_repositories_download_into_a_sized_volume(values, variable):
 # -- 5. strict YAML, kustomize, the helm test pod ----------------------------------------------------------------
 @pytest.mark.parametrize("values", CASES, ids=IDS)
 def test_every_render_has_no_duplicate_keys_and_passes_kubectl_kustomize(values, tmp_path):
-    text = render_text(values)
-    load_all_strict(text)  # raises DuplicateKeyError
-    (tmp_path / "rendered.yaml").write_text(text)
+    docs = render(values)  # parsed by load_all_strict: raises DuplicateKeyError
+    (tmp_path / "rendered.yaml").write_text(render_text(values))
     (tmp_path / "kustomization.yaml").write_text("resources: [rendered.yaml]\n")
     proc = subprocess.run([str(KUBECTL), "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert len(load_all_strict(proc.stdout)) == len(load_all_strict(text))
+    assert len(load_all_strict(proc.stdout)) == len(docs)
 
 
 def test_helm_test_pod_is_not_selected_by_the_services_and_pulls_with_the_secrets():
@@ -409,8 +410,6 @@ def test_engine_build_writes_a_served_tensorrt_repository():
     assert {m["mountPath"]: m for m in triton(docs)["volumeMounts"]}["/models"]["readOnly"] is True
     assert "copy-repository" not in [c["name"] for c in pod["initContainers"]]  # the PVC is the source itself
     # Once export's build-engine has the contract's options (issue #7), the argv must parse with its own parser.
-    import importlib
-
     for module in ("export.tensorrt_cli", "export.tensorrt.cli"):
         try:
             parser = importlib.import_module(module).build_engine_parser()
@@ -445,12 +444,7 @@ def test_readme_documents_the_cluster_decisions():
 
 def test_ingress_body_limit_defaults_to_the_servers_request_limit():
     """One request limit end to end (issue #13): the ingress refuses what the local server would call too large."""
-    import re
-
-    import yaml
-
     from serve import MAX_REQUEST_BYTES
 
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    size = re.fullmatch(r"(\d+)m", values["ingress"]["maxBodySize"])
+    size = re.fullmatch(r"(\d+)m", values_of(None)["ingress"]["maxBodySize"])
     assert size and int(size.group(1)) * 2**20 == MAX_REQUEST_BYTES
