@@ -4,7 +4,6 @@ escape hatches, gRPC ingress. Each test names the upstream rule it encodes."""
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import re
 import shutil
@@ -409,14 +408,10 @@ def test_engine_build_writes_a_served_tensorrt_repository():
     assert build["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {m["mountPath"]: m for m in triton(docs)["volumeMounts"]}["/models"]["readOnly"] is True
     assert "copy-repository" not in [c["name"] for c in pod["initContainers"]]  # the PVC is the source itself
-    # Once export's build-engine has the contract's options (issue #7), the argv must parse with its own parser.
-    for module in ("export.tensorrt_cli", "export.tensorrt.cli"):
-        try:
-            parser = importlib.import_module(module).build_engine_parser()
-        except (ImportError, AttributeError):
-            continue
-        if any("--source-repository" in a.option_strings for a in parser._actions):
-            parser.parse_args(build["command"][4:])
+    # The argv parses with export's own build-engine parser (issue #7).
+    from export.tensorrt.cli import build_engine_parser
+
+    build_engine_parser().parse_args(build["command"][4:])
 
 
 def test_engine_build_release_must_be_in_the_table():
