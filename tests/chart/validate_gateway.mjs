@@ -1,6 +1,5 @@
 // Validate Gateway API objects (a JSON array on stdin) with @kubernetes-models/gateway-api, whose validators are
 // generated from the Gateway API CRDs. Exit 1 listing every invalid object. Run from the folder holding node_modules.
-import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
 
