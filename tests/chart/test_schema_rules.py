@@ -22,7 +22,10 @@ SCHEMA_ERROR = "values don't meet the specifications of the schema"
 
 
 def walk(node: dict, path: tuple = ()):
-    """Yield (path, schema node) for every object schema in the tree; ``"[]"`` in a path means an array item."""
+    """Yield (path, schema node) for every object schema in the tree; ``"[]"`` in a path means an array item.
+    A ``$ref`` (to the schema's own definitions) stands for the definition it names."""
+    if "$ref" in node:
+        node = SCHEMA["definitions"][node["$ref"].removeprefix("#/definitions/")]
     yield path, node
     for name, child in node.get("properties", {}).items():
         yield from walk(child, (*path, name))
