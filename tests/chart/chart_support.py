@@ -95,9 +95,15 @@ def render_fails(sets) -> str:
 
 
 def values_of(values) -> dict:
+    """values.yaml merged with a values file, as helm merges them (a fresh copy each call: tests may change it)."""
+    return copy.deepcopy(_merged_values(str(values) if values else None))
+
+
+@functools.cache
+def _merged_values(values: str | None) -> dict:
     merged = yaml.safe_load((CHART / "values.yaml").read_text())
     if values:
-        deep_merge(merged, yaml.safe_load(values.read_text()))
+        deep_merge(merged, yaml.safe_load(Path(values).read_text()))
     return merged
 
 
