@@ -33,12 +33,6 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2])
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie that its parent has not reaped yet counts as dead)."""
-    st = _stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
-
-
 def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 

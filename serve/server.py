@@ -261,9 +261,10 @@ class TritonServer:
             if self.process is not None and self.process.poll() is not None:
                 raise ServeError(f"tritonserver {describe_exit(self.process.returncode)} before it was ready"
                                  f"{self._why()}")
-            self._scan_stubs()
-            if self.is_ready():
-                self.stubs = {s.pid: s for s in self._scan_stubs()}
+            ready = self.is_ready()
+            found = self._scan_stubs()  # each poll records the regions: a server dying mid-load orphans them
+            if ready:
+                self.stubs = {s.pid: s for s in found}
                 return
             time.sleep(0.5)
         raise ServeError(f"tritonserver not ready at http://{self.http_url}/v2/health/ready after {timeout_s:.0f} s"
@@ -287,8 +288,9 @@ class TritonServer:
         if code is not None:
             return f"tritonserver {describe_exit(code)}{self._why()}"
         live = self._scan_stubs()
+        running = {s.pid for s in live}
         for pid, stub in self.stubs.items():
-            if procs.alive(pid):
+            if pid in running:
                 continue
             before = sum(s.model == stub.model for s in self.stubs.values())
             if sum(s.model == stub.model for s in live) < before:  # not replaced by a new stub
@@ -303,7 +305,7 @@ class TritonServer:
         proc = self.process
         code = None
         if proc is not None:
-            self.regions.update(s.region for s in procs.stubs_of(proc.pid))
+            self._scan_stubs()
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
