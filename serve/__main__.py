@@ -18,7 +18,7 @@ from pathlib import Path
 from export.spec import DEMO_MODELS
 from serve.security import (ADMIN_KEY_ENV, ADMIN_KEY_HEADER, EXPOSED_WARNING, GRPC_ADMIN_KEY_HEADER, MAX_REQUEST_BYTES,
                             MIB, is_loopback)
-from serve.server import DEFAULT_TOOLS, ServerConfig, ServeError, TritonServer
+from serve.server import DEFAULT_TOOLS, ServerConfig, ServeError, TritonServer, has_models
 
 
 class _Stop(Exception):
@@ -55,10 +55,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--watch-interval", type=float, default=1.0, help="seconds between liveness checks of the "
                    "server and of every model's backend process (default: %(default)s)")
     return p
-
-
-def has_models(repository: Path) -> bool:
-    return repository.is_dir() and any(repository.glob("*/config.pbtxt"))
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -140,6 +140,10 @@ class ServerConfig:
         return env
 
 
+def has_models(repository: Path) -> bool:
+    return repository.is_dir() and any(repository.glob("*/config.pbtxt"))
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -192,7 +196,7 @@ class TritonServer:
         if not cfg.binary.is_file() or not (cfg.runtime_env / "bin" / "python3").exists():
             raise ServeError(f"tritonserver or its python environment is missing under {cfg.tools / 'triton'}: "
                              "run `make tools` (scripts/fetch-tools.sh triton).")
-        if not cfg.repository.is_dir() or not any(cfg.repository.glob("*/config.pbtxt")):
+        if not has_models(cfg.repository):
             raise ServeError(f"No models in {cfg.repository}: export some first, e.g. `python -m export "
                              "deeplabv3_mobilenet --target local`.")
         for name, port in cfg.ports.items():
