@@ -12,13 +12,11 @@ half of the run (MB per minute, least squares), so a leak shows as a steady posi
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import socket
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +25,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from serve import procs  # noqa: E402
-from serve.security import admin_headers  # noqa: E402
 from serve.server import ServerConfig, ServeError, TritonServer  # noqa: E402
 
 DEADLINE_S = 60.0
@@ -58,19 +54,9 @@ class Model:
 
 
 def served_models(server: TritonServer) -> list[Model]:
-    """Every READY model with its input shape, read with the server's own admin key (the index is restricted)."""
-    base = f"http://{server.http_url}"
-    request = urllib.request.Request(f"{base}/v2/repository/index", data=b"{}", method="POST",
-                                     headers=admin_headers(server.config.admin_key, "http"))
-    with urllib.request.urlopen(request, timeout=10) as r:
-        names = [m["name"] for m in json.load(r) if m.get("state") == "READY"]
-    models = []
-    for name in names:
-        with urllib.request.urlopen(f"{base}/v2/models/{name}/config", timeout=10) as r:
-            config = json.load(r)
-        dims = tuple(int(d) for d in config["input"][0]["dims"])
-        models.append(Model(name, int(config.get("max_batch_size", 0)), dims))
-    return models
+    """Every READY model with its input shape."""
+    return [Model(name, int(config.get("max_batch_size", 0)), tuple(int(d) for d in config["input"][0]["dims"]))
+            for name, config in server.served_configs().items()]
 
 
 @dataclass

@@ -13,8 +13,9 @@ import ipaddress
 import math
 import os
 import secrets
+from typing import Iterable
 
-from export.spec import SPECS
+from export.spec import SPECS, TensorSpec
 
 # Header that carries the admin key. Over HTTP the header is this name; over gRPC Triton expects it with the
 # prefix ``triton-grpc-protocol-`` (server src/grpc/grpc_utils.h, kRestrictedProtocolHeaderTemplate, r24.10 =
@@ -29,12 +30,18 @@ ADMIN_KEY_ENV = "SEGSERVE_ADMIN_KEY"
 # loads and unloads models. model-config stays open: clients read a model's spec from it.
 RESTRICTED_APIS = ("shared-memory", "model-repository")
 
+
+def request_bytes(inputs: Iterable[TensorSpec], max_batch_size: int) -> int:
+    """Bytes of a model's largest request: every input at its full batch (no batch dimension: one item)."""
+    return sum(t.nbytes for t in inputs) * max(1, max_batch_size)
+
+
 MIB = 1 << 20
 # Triton 2.51 has no request-size limit of its own: a 1 GB request is buffered whole before it is rejected. The
 # documented limit: the largest legitimate request of a registered model (input bytes x max batch), plus 25 %
 # headroom for protocol framing, rounded up to whole MiB. With the registered specs: 19 MiB (Mask R-CNN's
 # 8 x 1,920,000 B). The client refuses a request above its model's full batch; the chart's ingress caps bodies.
-LARGEST_REQUEST_BYTES = max(sum(t.nbytes for t in s.inputs) * s.max_batch_size for s in SPECS.values())
+LARGEST_REQUEST_BYTES = max(request_bytes(s.inputs, s.max_batch_size) for s in SPECS.values())
 MAX_REQUEST_BYTES = math.ceil(LARGEST_REQUEST_BYTES * 1.25 / MIB) * MIB
 
 

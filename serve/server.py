@@ -23,12 +23,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from export.spec import TRITON_DTYPES
+from export.spec import TRITON_DTYPES, TensorSpec
 from serve import procs
 from serve.logs import LogPump
-from serve.security import ADMIN_KEY_ENV, ADMIN_KEY_HEADER, RESTRICTED_APIS, admin_headers, admin_key, is_loopback
+from serve.security import (ADMIN_KEY_ENV, ADMIN_KEY_HEADER, RESTRICTED_APIS, admin_headers, admin_key, is_loopback,
+                            request_bytes)
 
 
 class ServeError(Exception):
@@ -219,27 +218,28 @@ class TritonServer:
         """Models that failed to load (name -> cause, from Triton's log)."""
         return dict(self._pump.failed_models) if self._pump else {}
 
-    def largest_requests(self) -> dict[str, int | None]:
-        """Bytes of the largest request each READY model accepts (max batch x input bytes; None: a dynamic
-        dimension, unbounded), read from the running server (the index with the server's own key)."""
+    def served_configs(self) -> dict[str, dict]:
+        """The config of every READY model, read from the running server (the index with the server's own key)."""
         base = f"http://{self.http_url}"
         request = urllib.request.Request(f"{base}/v2/repository/index", data=b"{}", method="POST",
                                          headers=admin_headers(self.config.admin_key, "http"))
         with urllib.request.urlopen(request, timeout=10) as r:
             names = [m["name"] for m in json.load(r) if m.get("state") == "READY"]
-        sizes: dict[str, int | None] = {}
+        configs = {}
         for name in names:
             with urllib.request.urlopen(f"{base}/v2/models/{name}/config", timeout=10) as r:
-                config = json.load(r)
-            total = 0
-            for tensor in config.get("input", []):
-                dims = [int(d) for d in tensor.get("dims", [])]
-                dtype = TRITON_DTYPES.get(tensor.get("data_type", "").removeprefix("TYPE_"))
-                if dtype is None or any(d < 0 for d in dims):
-                    total = None
-                    break
-                total += int(np.prod(dims)) * dtype.itemsize
-            sizes[name] = None if total is None else total * max(1, int(config.get("max_batch_size", 0)))
+                configs[name] = json.load(r)
+        return configs
+
+    def largest_requests(self) -> dict[str, int | None]:
+        """Bytes of the largest request each READY model accepts (serve.security.request_bytes; None: a dynamic
+        dimension or an unknown data type, unbounded)."""
+        sizes: dict[str, int | None] = {}
+        for name, config in self.served_configs().items():
+            inputs = [TensorSpec(t.get("name", ""), t.get("data_type", "").removeprefix("TYPE_"),
+                                 tuple(int(d) for d in t.get("dims", []))) for t in config.get("input", [])]
+            bounded = all(t.dtype in TRITON_DTYPES and min(t.dims, default=0) >= 0 for t in inputs)
+            sizes[name] = request_bytes(inputs, int(config.get("max_batch_size", 0))) if bounded else None
         return sizes
 
     def is_ready(self) -> bool:
