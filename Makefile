@@ -19,6 +19,7 @@ REQUEST_RATE ?=
 PERF_OUT ?= perf-out
 PERF_ARGS ?=
 VPY := $(VENV)/bin/python
+FETCH := TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 help: ## show this help
@@ -30,10 +31,10 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -q -e '.[export,test,perf,mutation]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP) ## create .venv with the project and its export/test/perf extras
+venv: $(STAMP) ## create .venv with the project and its export/test/perf/mutation extras
 
 tools: ## fetch tritonserver (+ its python env), perf_analyzer, helm, the Gateway API validators, u2netp.onnx and the quokka photo into .tools/
-	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh triton perf helm gateway u2netp quokka
+	$(FETCH) triton perf helm gateway u2netp quokka
 
 export: venv ## export the demo models (export.spec.DEMO_MODELS) for the local CPU Triton (MODELS="unet ..." to choose)
 	$(VPY) -m export $(or $(MODELS),$$($(VPY) -c 'from export.spec import DEMO_MODELS; print(*DEMO_MODELS)')) \
@@ -47,7 +48,7 @@ demo: venv tools ## export the demo models (u2netp really trained), serve them o
 	$(VPY) scripts/demo.py --repository $(REPO) --out $(DEMO_OUT)
 
 perf: venv ## load-test MODEL on a running server (URL=host:8001; CONCURRENCY=1,2,4,8; REQUEST_RATE=) -> perf-out/MODEL/
-	TOOLS_DIR=$(TOOLS) PYTHON=$(PYTHON) scripts/fetch-tools.sh perf quokka
+	$(FETCH) perf quokka
 	$(VPY) -m loadtest run --model $(MODEL) --url $(URL) --concurrency $(CONCURRENCY) \
 	  $(if $(REQUEST_RATE),--request-rate $(REQUEST_RATE)) --out $(PERF_OUT) $(PERF_ARGS)
 
