@@ -34,21 +34,20 @@ class LogPump:
         self.tail: deque[str] = deque(maxlen=50)
         self._stream = stream
         self._sink = sink
+        self._text_sink = hasattr(sink, "encoding")  # a terminal or StringIO takes str; a log file opened "ab" bytes
         self._thread = threading.Thread(target=self._run, name="tritonserver-log", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         for raw in iter(self._stream.readline, b""):
+            text = raw.decode(errors="replace")
             if self._sink is not None:
                 try:
-                    if hasattr(self._sink, "encoding"):
-                        self._sink.write(raw.decode(errors="replace"))
-                    else:
-                        self._sink.write(raw)
+                    self._sink.write(text if self._text_sink else raw)
                     self._sink.flush()
                 except (OSError, ValueError):  # the terminal went away: keep reading so Triton never blocks
                     self._sink = None
-            line = raw.decode(errors="replace").rstrip()
+            line = text.rstrip()
             if not line or NOISE.search(line):
                 continue
             self.tail.append(line)
