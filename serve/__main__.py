@@ -22,9 +22,7 @@ from serve.server import DEFAULT_TOOLS, ServerConfig, ServeError, TritonServer, 
 
 
 class _Stop(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+    """SIGINT or SIGTERM arrived; the message is the signal's name."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum, _frame):
         if stopping["signal"] is None:
             stopping["signal"] = signum
-            raise _Stop(signum)
+            raise _Stop(signal.Signals(signum).name)
 
     try:
         _check_args(args)

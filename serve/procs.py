@@ -60,28 +60,18 @@ def group_members(pgid: int) -> list[int]:
     return [pid for pid in _pids() if (st := _stat(pid)) is not None and st[2] == pgid and st[0] not in ("Z", "X")]
 
 
-def kill_group(pgid: int) -> list[int]:
-    """SIGKILL what is left of the group; returns the pids that were killed. Each pid is killed by itself (not
-    killpg), so a recycled group id never takes an unrelated process along."""
-    killed = []
+def kill_group(pgid: int) -> None:
+    """SIGKILL what is left of the group. Each pid is killed by itself (not killpg), so a recycled group id never
+    takes an unrelated process along."""
     for pid in group_members(pgid):
         try:
             os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
         except ProcessLookupError:
             pass
-    return killed
 
 
-def remove_regions(names: set[str]) -> list[str]:
-    """Unlink the /dev/shm regions ``names`` that still exist (their owners are dead); returns those removed."""
-    removed = []
-    for name in sorted(names):
-        if "/" in name or not name:
-            continue
-        try:
-            (SHM_DIR / name).unlink()
-            removed.append(name)
-        except FileNotFoundError:
-            pass
-    return removed
+def remove_regions(names: set[str]) -> None:
+    """Unlink the /dev/shm regions ``names`` that still exist (their owners are dead)."""
+    for name in names:
+        if name and "/" not in name:
+            (SHM_DIR / name).unlink(missing_ok=True)
