@@ -17,7 +17,7 @@ from pathlib import Path
 
 from export.spec import DEMO_MODELS
 from serve.security import (ADMIN_KEY_ENV, ADMIN_KEY_HEADER, EXPOSED_WARNING, GRPC_ADMIN_KEY_HEADER, MAX_REQUEST_BYTES,
-                            MIB, is_loopback)
+                            MAX_REQUEST_MIB, MIB, is_loopback)
 from serve.server import DEFAULT_TOOLS, ServerConfig, ServeError, TritonServer, has_models
 
 
@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
                                 "with the python backend) on a segserve model repository, and watch it.",
                                 epilog=f"The shared-memory and model-repository APIs need header `{ADMIN_KEY_HEADER}` "
                                 f"(gRPC: `{GRPC_ADMIN_KEY_HEADER}`) with the key from ${ADMIN_KEY_ENV} (unset: a "
-                                f"random key per start, not shown). Requests above {MAX_REQUEST_BYTES // MIB} MiB are "
+                                f"random key per start, not shown). Requests above {MAX_REQUEST_MIB} MiB are "
                                 "outside the documented limit. See README.md, 'Serve locally'.")
     p.add_argument("--repository", type=Path, default=Path("model_repository"), help="model repository folder")
     p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port, 1..65535 (default: %(default)s)")
@@ -79,14 +79,14 @@ def _report_ready(server: TritonServer) -> None:
         if nbytes is None or nbytes > MAX_REQUEST_BYTES:
             size = "unbounded (a dynamic dimension)" if nbytes is None else f"{nbytes / MIB:.1f} MiB"
             print(f"warning: model `{model}` accepts requests of {size}, above the documented "
-                  f"{MAX_REQUEST_BYTES // MIB} MiB request limit (README, 'Serve locally'): export it with a "
+                  f"{MAX_REQUEST_MIB} MiB request limit (README, 'Serve locally'): export it with a "
                   "smaller --max-batch-size or --size", file=sys.stderr, flush=True)
     print(f"Triton ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  metrics "
           f"http://{config.host}:{config.metrics_port}/metrics  (Ctrl-C stops)", flush=True)
     print(f"shared-memory and repository APIs need header `{ADMIN_KEY_HEADER}` (gRPC: "
           f"`{GRPC_ADMIN_KEY_HEADER}`) = ${ADMIN_KEY_ENV}"
           f"{'' if config.admin_key_from_env else ' (unset: a random key, not shown)'}; requests up to "
-          f"{MAX_REQUEST_BYTES // MIB} MiB", flush=True)
+          f"{MAX_REQUEST_MIB} MiB", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                               metrics_port=args.metrics_port, host=args.host, tools=args.tools,
                               exit_on_error=not args.keep_going, expose=args.expose)
         if not is_loopback(config.host):
-            print("warning: " + EXPOSED_WARNING.format(host=config.host, limit=MAX_REQUEST_BYTES // MIB),
+            print("warning: " + EXPOSED_WARNING.format(host=config.host),
                   file=sys.stderr, flush=True)
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)

@@ -43,6 +43,7 @@ MIB = 1 << 20
 # 8 x 1,920,000 B). The client refuses a request above its model's full batch; the chart's ingress caps bodies.
 LARGEST_REQUEST_BYTES = max(request_bytes(s.inputs, s.max_batch_size) for s in SPECS.values())
 MAX_REQUEST_BYTES = math.ceil(LARGEST_REQUEST_BYTES * 1.25 / MIB) * MIB
+MAX_REQUEST_MIB = MAX_REQUEST_BYTES // MIB
 
 
 def admin_key() -> str:
@@ -69,4 +70,4 @@ EXPOSED_WARNING = (
     "tritonserver 2.51 predates the fixes of NVIDIA's 2025-2026 Triton security bulletins (HTTP chunked-encoding "
     "overflow, shared-memory chain, authentication bypass, path traversal) and has no request-size limit: anyone who "
     "can reach {host} can crash it or exhaust its memory. Serve beyond this machine only behind a proxy that limits "
-    "request bodies to {limit} MiB, or use the chart (a current Triton image).")
+    f"request bodies to {MAX_REQUEST_MIB} MiB, or use the chart (a current Triton image).")
