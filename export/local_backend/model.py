@@ -33,7 +33,7 @@ def _parameter(config, key, default):
 
 
 def _instances(config):
-    return max(1, sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1)
+    return max(1, sum(int(group.get("count", 1)) for group in config.get("instance_group", [])))
 
 
 def _cores():
