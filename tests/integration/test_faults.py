@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from serve.security import MAX_REQUEST_BYTES
-from support import ROOT, TOOLS, free_port
+from support import ROOT, TOOLS, copy_repository, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -294,8 +294,7 @@ def test_sigterm_under_load_completes_every_in_flight_request(repo, tmp_path):
 
 @pytest.fixture
 def corrupt_repo(repo, tmp_path) -> Path:
-    out = tmp_path / "model_repository"
-    shutil.copytree(repo, out, copy_function=os.link)
+    out = copy_repository(repo, tmp_path / "model_repository")
     onnx = out / "unet" / "1" / "model.onnx"
     onnx.unlink()
     onnx.write_bytes(b"this is not an ONNX file" * 100)
