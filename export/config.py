@@ -149,7 +149,6 @@ def warmup(spec: ModelSpec) -> list[dict]:
     return [{"name": f"random_batch_{b}", "batch_size": b,
              "inputs": {t.name: {"data_type": f"TYPE_{t.dtype}", "dims": list(t.dims), "random_data": True}
                         for t in spec.inputs}} for b in sizes]
-    return config
 
 
 def config_proto(spec: ModelSpec, options: ServingOptions) -> "model_config_pb2.ModelConfig":
