@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16")
-METADATA_KEY = "segserve.precision"
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # op -> indices of the inputs that carry the op's float data (other float inputs, e.g. Resize scales, stay FP32).
@@ -54,7 +53,7 @@ PRECISION_SINKS: dict[str, tuple[int, ...]] = {
 TYPE_AGNOSTIC = frozenset({"Shape", "Cast", "Size"})
 
 
-def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1,
+def convert_to_fp16(model: "onnx.ModelProto",
                     fp32_ops: tuple[str, ...] = ()) -> tuple["onnx.ModelProto", dict[str, int]]:
     """Rewrite an FP32 graph into the mixed-precision graph described above; returns it and counts per category.
 
@@ -88,22 +87,19 @@ def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1,
         return [name for i, name in enumerate(node.input)
                 if name and elem.get(name) == FLOAT and (positions is None or i in positions)]
 
-    # 1. Producers of precision sinks stay FP32, back through ``fp32_head_layers`` weighted ops.
+    # 1. Producers of precision sinks stay FP32, back to (and including) their first weighted op.
     forced_fp32: set[int] = set()
-    stack = [(node.input[i], 0) for node in graph.node for i in PRECISION_SINKS.get(node.op_type, ())
+    stack = [node.input[i] for node in graph.node for i in PRECISION_SINKS.get(node.op_type, ())
              if i < len(node.input) and node.input[i]]
     while stack:
-        name, depth = stack.pop()
-        node = producer.get(name)
+        node = producer.get(stack.pop())
         if node is None or id(node) in forced_fp32 or node.op_type == "Constant":
             continue
         if node.op_type in WEIGHTED_OPS:
-            forced_fp32.add(id(node))
-            if depth + 1 < fp32_head_layers:
-                stack.extend((n, depth + 1) for n in node.input[:1])
+            forced_fp32.add(id(node))  # the walk stops at the first weighted op
         elif node.op_type in safe_ops:
             forced_fp32.add(id(node))
-            stack.extend((n, depth) for n in data_inputs(node))
+            stack.extend(data_inputs(node))
 
     # 2. Forward: which nodes run FP16 (graph order is topological).
     fp16_nodes: set[int] = set()
@@ -186,7 +182,7 @@ def convert_to_fp16(model: "onnx.ModelProto", fp32_head_layers: int = 1,
 
 
 def tensor_types(model: "onnx.ModelProto") -> dict[str, str]:
-    """Element type name of every typed tensor after shape inference (for tests and the static checker)."""
+    """Element type name of every typed tensor after shape inference (for tests)."""
     onnx = require("onnx")
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     graph = inferred.graph
