@@ -43,17 +43,21 @@ def run_onnxruntime(onnx_path: Path, spec: ModelSpec, images: np.ndarray, sessio
     return dict(zip(spec.output_names, outs))
 
 
+def check_output_types(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> None:
+    """Raise unless every output has the spec's dtype and per-item dims (the served contract)."""
+    for want in spec.outputs:
+        got = outputs[want.name]
+        if got.dtype != want.np_dtype or tuple(got.shape[1:]) != want.dims:
+            raise ExportError(f"ONNX output {want.name} of `{spec.name}` is {got.dtype}{list(got.shape)}, spec says "
+                              f"{want.np_dtype}[batch, {', '.join(map(str, want.dims))}].")
+
+
 def check_parity(module: "torch.nn.Module", spec: ModelSpec, onnx_path: Path, images: np.ndarray,
                  limits: Thresholds = PARITY) -> Agreement:
     """Run both and compare; a failure raises with the measured numbers."""
     reference = run_eager(module, spec, images)
     candidate = run_onnxruntime(onnx_path, spec, images)
-    for name in spec.output_names:
-        want = spec.outputs[spec.output_names.index(name)]
-        got = candidate[name]
-        if got.dtype != want.np_dtype or tuple(got.shape[1:]) != want.dims:
-            raise ExportError(f"ONNX output {name} of `{spec.name}` is {got.dtype}{list(got.shape)}, spec says "
-                              f"{want.np_dtype}[batch, {', '.join(map(str, want.dims))}].")
+    check_output_types(spec, candidate)
     agreement = compare_outputs(spec.task, reference, candidate, max_detections=spec.max_detections, limits=limits,
                                 score_threshold=spec.score_threshold)
     if not agreement.passed:

@@ -267,15 +267,11 @@ def check_fp16(module, spec, onnx_path: "Path", images, enforce: bool = True):
 
     ``enforce=False`` (random weights, ``--weights none``) only warns: an untrained network's near-tied scores
     reorder under any rounding (measured: Mask R-CNN 75% matched), and its masks mean nothing either way."""
-    from export.parity import run_eager, run_onnxruntime
+    from export.parity import check_output_types, run_eager, run_onnxruntime
 
     reference = run_eager(module, spec, images)
     candidate = run_onnxruntime(onnx_path, spec, images)
-    for want in spec.outputs:
-        got = candidate[want.name]
-        if got.dtype != want.np_dtype or tuple(got.shape[1:]) != want.dims:
-            raise ExportError(f"ONNX output {want.name} of `{spec.name}` is {got.dtype}{list(got.shape)}, spec says "
-                              f"{want.np_dtype}[batch, {', '.join(map(str, want.dims))}].")
+    check_output_types(spec, candidate)
     agreement = fp16_gate(spec.task, reference, candidate, max_detections=spec.max_detections)
     if not agreement.passed:
         message = (f"FP16 accuracy gate failed for `{spec.name}` (FP16 ONNX vs FP32 PyTorch): {agreement.summary}. "
