@@ -75,13 +75,7 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path, precisio
     except Exception as exc:
         log.error("exporter output:\n%s", chatter.getvalue()[-4000:])
         raise
-    # Written under a temporary name and moved into place: a new file (inode) each export, so a repository that
-    # hard-links an earlier export keeps serving what it was built from.
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    partial = Path(name)
-    program.save(str(partial), external_data=False)
-    model = onnx.load(str(partial))
+    model = program.model_proto  # the proto program.save would write (one file, no external data), without the disk
     _name_batch_axes(model, spec)
     from export.tensorrt.rewrite import make_tensorrt_friendly
 
@@ -95,6 +89,11 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path, precisio
         log.debug("FP16 pass on %s: %s", spec.name, counts)
     _set_metadata(model, spec, rewrites, precision)
     onnx.checker.check_model(model)
+    # Written under a temporary name and moved into place: a new file (inode) each export, so a repository that
+    # hard-links an earlier export keeps serving what it was built from.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    partial = Path(name)
     onnx.save(model, str(partial))
     os.replace(partial, path)
     log.debug("exported %s to %s in %.1f s (%.1f MB)", spec.name, path, time.perf_counter() - started,
