@@ -24,22 +24,43 @@ def set_metadata(model, entries: dict[str, str]) -> None:
         prop.key, prop.value = key, value
 
 
-def read_metadata(onnx_path: Path) -> dict[str, str]:
+def load_onnx(onnx_path: Path, load_external_data: bool = True):
+    """``onnx.load``, with a one-line error for a missing file."""
     onnx = require("onnx")
     if not onnx_path.is_file():
         raise ExportError(f"ONNX file {onnx_path} does not exist.")
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    return onnx.load(str(onnx_path), load_external_data=load_external_data)
+
+
+def metadata_of(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def spec_from_onnx(onnx_path: Path) -> ModelSpec:
-    """The spec that ``python -m export`` stored in the ONNX file's metadata."""
-    props = read_metadata(onnx_path)
+def read_metadata(onnx_path: Path) -> dict[str, str]:
+    return metadata_of(load_onnx(onnx_path, load_external_data=False))
+
+
+def _spec(props: dict[str, str], onnx_path: Path) -> ModelSpec:
     if SPEC_KEY not in props:
         raise ExportError(f"{onnx_path} carries no segserve spec: export it with `python -m export`.")
     return ModelSpec.from_json(props[SPEC_KEY])
 
 
+def _precision(props: dict[str, str]) -> str:
+    return props.get(PRECISION_KEY, "fp32")  # files from before precision was recorded are FP32
+
+
+def spec_from_onnx(onnx_path: Path) -> ModelSpec:
+    """The spec that ``python -m export`` stored in the ONNX file's metadata."""
+    return _spec(read_metadata(onnx_path), onnx_path)
+
+
 def precision_from_onnx(onnx_path: Path) -> str:
-    """``fp16`` or ``fp32``: what the graph computes in (files from before precision was recorded are FP32)."""
-    return read_metadata(onnx_path).get(PRECISION_KEY, "fp32")
+    """``fp16`` or ``fp32``: what the graph computes in."""
+    return _precision(read_metadata(onnx_path))
+
+
+def spec_and_precision(onnx_path: Path) -> tuple[ModelSpec, str]:
+    """Both of the above from one read: reading the metadata parses the whole file (hundreds of MB)."""
+    props = read_metadata(onnx_path)
+    return _spec(props, onnx_path), _precision(props)

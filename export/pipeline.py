@@ -96,7 +96,7 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
             from export.tensorrt.build import BuildOptions, build_engine
 
             t = step("tensorrt")
-            plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(release=release),
+            plan_path = build_engine(onnx_path, spec=spec, precision=precision, options=BuildOptions(release=release),
                                      cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
             done("tensorrt", t)
 

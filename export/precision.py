@@ -194,22 +194,23 @@ def tensor_types(model: "onnx.ModelProto") -> dict[str, str]:
 
 def convert_onnx_file(source: "Path", dest: "Path") -> "Path":
     """The FP16 graph of an FP32 ``python -m export`` file, metadata updated, written aside and renamed into place
-    (what ``export_onnx(..., precision="fp16")`` does after exporting; tests use it on the session's FP32 exports)."""
+    (what ``export_onnx(..., precision="fp16")`` does after exporting; the importer uses it on its FP32 graph)."""
     import os
     import tempfile
     from pathlib import Path
 
-    from export.metadata import PRECISION_KEY, read_metadata, set_metadata
+    from export.metadata import PRECISION_KEY, SPEC_KEY, load_onnx, metadata_of, set_metadata
 
     onnx = require("onnx")
-    props = read_metadata(source)
+    model = load_onnx(source)  # once: the metadata and the graph come from the same parse
+    props = metadata_of(model)
     if props.get(PRECISION_KEY, "fp32") != "fp32":
         raise ExportError(f"{source} is already a {props[PRECISION_KEY]} graph.")
     from export.spec import ModelSpec
 
-    spec_json = props.get("segserve.spec")
+    spec_json = props.get(SPEC_KEY)
     fp32_ops = ModelSpec.from_json(spec_json).fp32_op_types if spec_json else ()
-    model, _ = convert_to_fp16(onnx.load(str(source)), fp32_ops=fp32_ops)
+    model, _ = convert_to_fp16(model, fp32_ops=fp32_ops)
     set_metadata(model, {**props, PRECISION_KEY: "fp16"})
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)

@@ -77,13 +77,16 @@ def installed_tensorrt() -> str:
     return require("tensorrt", TENSORRT_PACKAGE, extra="tensorrt").__version__
 
 
-def build_engine(onnx_path: Path, *, spec: ModelSpec | None = None, options: BuildOptions = BuildOptions(),
-                 cache_dir: Path = DEFAULT_CACHE_DIR, plan_path: Path | None = None, builder: Builder | None = None,
-                 tensorrt_version: str | None = None, gpu: GpuInfo | None = None) -> EngineBuild:
+def build_engine(onnx_path: Path, *, spec: ModelSpec | None = None, precision: str | None = None,
+                 options: BuildOptions = BuildOptions(), cache_dir: Path = DEFAULT_CACHE_DIR,
+                 plan_path: Path | None = None, builder: Builder | None = None, tensorrt_version: str | None = None,
+                 gpu: GpuInfo | None = None) -> EngineBuild:
     """Build (or reuse from ``cache_dir``) the engine for ``onnx_path`` on this GPU; copy it to ``plan_path``.
 
-    ``builder``, ``tensorrt_version`` and ``gpu`` default to the real TensorRT and this machine's GPU 0."""
-    from export.metadata import precision_from_onnx, spec_from_onnx
+    ``spec`` and ``precision`` are what the file's metadata says: a caller that has read them passes them, so the
+    file is not parsed again. ``builder``, ``tensorrt_version`` and ``gpu`` default to the real TensorRT and this
+    machine's GPU 0."""
+    from export.metadata import precision_from_onnx, spec_and_precision
     from export.tensorrt.gpu import detect_gpu
 
     tensorrt_version = tensorrt_version or installed_tensorrt()
@@ -91,8 +94,10 @@ def build_engine(onnx_path: Path, *, spec: ModelSpec | None = None, options: Bui
     warning = check_release(tensorrt_version, options.release)  # refuse before any work
     if warning:
         log.warning("%s", warning)
-    spec = spec or spec_from_onnx(onnx_path)
-    precision = precision_from_onnx(onnx_path)
+    if spec is None:
+        spec, precision = spec_and_precision(onnx_path)
+    elif precision is None:
+        precision = precision_from_onnx(onnx_path)
     gpu = gpu or detect_gpu()
     onnx_sha = sha256(onnx_path)
     key = cache.cache_key(onnx_sha, precision=precision, workspace_bytes=options.workspace_bytes,

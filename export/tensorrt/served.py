@@ -21,31 +21,30 @@ from export.tensorrt.gpu import GpuInfo
 log = logging.getLogger(__name__)
 
 
-def plan_sources(onnx_files: list[Path], expected_precision: str | None) -> list[tuple[Path, ModelSpec]]:
-    """Each source file with its spec, checked before any build: readable, from segserve, one per model name, and
-    of the expected precision (a strongly typed engine computes in the graph's precision)."""
-    from export.metadata import precision_from_onnx, spec_from_onnx
+def plan_sources(onnx_files: list[Path], expected_precision: str | None) -> list[tuple[Path, ModelSpec, str]]:
+    """Each source file with its spec and precision, checked before any build: readable, from segserve, one per model
+    name, and of the expected precision (a strongly typed engine computes in the graph's precision)."""
+    from export.metadata import spec_and_precision
 
     if not onnx_files:
         raise ExportError("No ONNX files to build: the source repository has no <model>/1/model.onnx.")
     seen: dict[str, Path] = {}
     sources = []
     for path in onnx_files:
-        spec = spec_from_onnx(path)
+        spec, precision = spec_and_precision(path)
         if spec.name in seen:
             raise ExportError(f"Two sources for `{spec.name}`: {seen[spec.name]} and {path}.")
         seen[spec.name] = path
-        precision = precision_from_onnx(path)
         if expected_precision and precision != expected_precision:
             raise ExportError(f"{path} is an {precision} graph, --precision says {expected_precision}: re-export it "
                               f"with `python -m export {spec.name} --precision {expected_precision}` (a strongly "
                               "typed engine computes in the graph's precision) or pass --precision "
                               f"{precision}.")
-        sources.append((path, spec))
+        sources.append((path, spec, precision))
     return sources
 
 
-def build_served_models(sources: list[tuple[Path, ModelSpec]], repository: Path, *, cache_dir: Path,
+def build_served_models(sources: list[tuple[Path, ModelSpec, str]], repository: Path, *, cache_dir: Path,
                         options: BuildOptions, builder: Builder | None = None, tensorrt_version: str | None = None,
                         gpu: GpuInfo | None = None) -> list[tuple[Path, EngineBuild]]:
     """Build (or take from the cache) each engine and write its served model directory into ``repository``."""
@@ -53,9 +52,9 @@ def build_served_models(sources: list[tuple[Path, ModelSpec]], repository: Path,
     from export.repository import write_model
 
     written = []
-    for onnx_path, spec in sources:
-        result = build_engine(onnx_path, spec=spec, options=options, cache_dir=cache_dir, builder=builder,
-                              tensorrt_version=tensorrt_version, gpu=gpu)
+    for onnx_path, spec, precision in sources:
+        result = build_engine(onnx_path, spec=spec, precision=precision, options=options, cache_dir=cache_dir,
+                              builder=builder, tensorrt_version=tensorrt_version, gpu=gpu)
         s = result.sidecar
         built_on = GpuInfo(s.gpu_name, s.compute_capability, s.mig_profile)
         model_dir = write_model(spec, ServingOptions.for_target("tensorrt"), repository, plan_path=result.plan_path,

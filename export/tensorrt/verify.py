@@ -48,7 +48,7 @@ def verify(model: str, *, onnx_path: Path | None = None, reference_onnx: Path | 
            plan_path: Path | None = None, work_dir: Path = DEFAULT_WORK_DIR, cache_dir: Path = DEFAULT_CACHE_DIR,
            precision: str = "fp16", release: str | None = None, images: int = 4, size: int | None = None):
     """The least agreeing image's result (or the first failing one) of the engine vs the FP32 reference graph."""
-    from export.metadata import spec_from_onnx
+    from export.metadata import spec_and_precision, spec_from_onnx
     from export.onnx_export import example_input
     from export.parity import ort_session, run_onnxruntime
     from export.precision import fp16_gate
@@ -58,12 +58,12 @@ def verify(model: str, *, onnx_path: Path | None = None, reference_onnx: Path | 
     onnx_path = onnx_path or onnx_path_for(work_dir, model)
     reference_onnx = reference_onnx or onnx_path_for(work_dir, f"{model}-fp32")
     _ensure_exports(model, onnx_path, reference_onnx, precision, size)
-    spec = spec_from_onnx(onnx_path)
+    spec, onnx_precision = spec_and_precision(onnx_path)
     if spec.name != model or spec_from_onnx(reference_onnx) != spec:
         raise ExportError(f"{onnx_path} and {reference_onnx} must hold the same `{model}` spec.")
     if plan_path is None:
-        plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(release=release),
-                                 cache_dir=cache_dir).plan_path
+        plan_path = build_engine(onnx_path, spec=spec, precision=onnx_precision,
+                                 options=BuildOptions(release=release), cache_dir=cache_dir).plan_path
     check_plan_for_gpu(plan_path)
     session = ort_session(reference_onnx)
     batches = [example_input(spec, 1, seed=100 + seed).numpy() for seed in range(images)]
