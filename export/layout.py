@@ -29,26 +29,14 @@ DEFAULT_WORK_DIR = Path("build")
 DEFAULT_CACHE_DIR = DEFAULT_WORK_DIR / "engines"
 
 
-def model_dir(repository: Path, model: str) -> Path:
-    return repository / model
-
-
-def version_dir(repository: Path, model: str, version: int = VERSION) -> Path:
-    return repository / model / str(version)
-
-
-def artifact_path(repository: Path, model: str, target: str, version: int = VERSION) -> Path:
-    return version_dir(repository, model, version) / ARTIFACTS[target]
-
-
 def sidecar_path(plan: Path) -> Path:
     """An engine's JSON sidecar: ``model.plan`` -> ``model.plan.json`` beside it."""
     return plan.with_name(plan.name + SIDECAR_SUFFIX)
 
 
-def served_sidecar_path(repository: Path, model: str) -> Path:
+def served_sidecar_path(model_dir: Path) -> Path:
     """Where a served tensorrt model keeps its engine's sidecar (beside config.pbtxt, outside the version folder)."""
-    return model_dir(repository, model) / sidecar_path(Path(ARTIFACTS["tensorrt"])).name
+    return model_dir / sidecar_path(Path(ARTIFACTS["tensorrt"])).name
 
 
 def onnx_path_for(work_dir: Path, model: str) -> Path:

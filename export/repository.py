@@ -11,10 +11,10 @@ import signal
 import tempfile
 from pathlib import Path
 
-from export.config import ARTIFACTS, LABELS_FILE, ServingOptions, render_config
+from export.config import ServingOptions, render_config
 from export.errors import ExportError
+from export.layout import ARTIFACTS, CONFIG_FILE, LABELS_FILE, VERSION, served_sidecar_path, sidecar_path
 from export.spec import ModelSpec
-from export.layout import sidecar_path
 from export.tensorrt.sidecar import check_plan_for_gpu
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ LOCAL_MODEL_PY = Path(__file__).parent / "local_backend" / "model.py"
 
 
 def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, onnx_path: Path | None = None,
-                plan_path: Path | None = None, target_gpu=None, version: int = 1) -> Path:
+                plan_path: Path | None = None, target_gpu=None, version: int = VERSION) -> Path:
     """Assemble ``<repository>/<spec.name>`` for ``options.target`` and return the model folder.
 
     ``local`` and ``onnxruntime`` need ``onnx_path``; ``tensorrt`` needs ``plan_path``, whose sidecar must match
@@ -53,8 +53,8 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
                 shutil.copyfile(LOCAL_MODEL_PY, version_dir / ARTIFACTS["local"])
         else:
             _place(plan_path, version_dir / ARTIFACTS["tensorrt"])
-            shutil.copyfile(sidecar_path(plan_path), staging / sidecar_path(Path(ARTIFACTS["tensorrt"])).name)
-        (staging / "config.pbtxt").write_text(render_config(spec, options))
+            shutil.copyfile(sidecar_path(plan_path), served_sidecar_path(staging))
+        (staging / CONFIG_FILE).write_text(render_config(spec, options))
         (staging / LABELS_FILE).write_text("\n".join(spec.class_names) + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it 0700; the model folder is read by the server's user
         # A re-export replaces the model whole: no stale artifacts of another target survive the swap.
