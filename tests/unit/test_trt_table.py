@@ -18,20 +18,14 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-try:  # export/tensorrt/ package: one table per TensorRT version
-    from export.tensorrt import static_check as _checker
+from export.tensorrt import static_check as _checker  # noqa: E402
 
-    TABLES = {version: json.loads(path.read_text()) for version, path in _checker.available_tables().items()}
+# One table per TensorRT version, read here independently of the checker's cache.
+TABLES = {version: json.loads(path.read_text()) for version, path in _checker.available_tables().items()}
 
-    def check(model, version):
-        return _checker.check_model(model, "m", version)
-except ImportError:  # single-table module
-    from export import trt_support as _checker
 
-    TABLES = {"current": json.loads(_checker.SUPPORT_FILE.read_text())}
-
-    def check(model, version):
-        return _checker.check_model(model, "m")
+def check(model, version):
+    return _checker.check_model(model, "m", version)
 
 
 KNOWN_RULES = {"initializer_input", "max_constant_input", "attribute_in", "max_outputs", "spatial_rank"}
@@ -265,7 +259,7 @@ def _io(name, dtype, shape=(1, 3, 8, 8)):
 def test_findings_name_the_model_node_and_op(version):
     model = _graph([helper.make_node("Unique", ["x"], ["y"], name="dedupe"), helper.make_node("Unique", ["y"], ["z"])],
                    [_io("x", TensorProto.FLOAT)], [_io("z", TensorProto.FLOAT)])
-    findings = _checker.check_model(model, "mymodel", *([version] if version != "current" else []))
+    findings = _checker.check_model(model, "mymodel", version)
     assert [(f.model, f.node, f.op) for f in findings] == [("mymodel", "dedupe", "Unique"), ("mymodel", "z", "Unique")]
     assert str(findings[0]) == "mymodel: node `dedupe` (Unique): not supported by TensorRT's ONNX parser"
 
@@ -323,6 +317,5 @@ def test_widened_types_follow_the_tables_type_rules(version):
 def test_a_file_is_checked_like_the_model(version, tmp_path):
     model = node_model("Unique", {}, version=version, input_type="FP32")
     onnx.save(model, str(tmp_path / "m.onnx"))
-    args = [version] if version != "current" else []
-    from_file = _checker.check_onnx_file(tmp_path / "m.onnx", "m", *args)
-    assert [str(f) for f in from_file] == [str(f) for f in _checker.check_model(model, "m", *args)] != []
+    from_file = _checker.check_onnx_file(tmp_path / "m.onnx", "m", version)
+    assert [str(f) for f in from_file] == [str(f) for f in _checker.check_model(model, "m", version)] != []
