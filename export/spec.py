@@ -77,8 +77,8 @@ class ModelSpec:
     rpn_post_nms_top_n: int = 1000
     # Semantic segmentation only: also emit float16 softmax probabilities.
     with_probs: bool = False
-    # ONNX op types a TensorRT FP16 build keeps in FP32 (numerically sensitive). The input normalisation is kept
-    # in FP32 as well, by position (everything between the network input and the first convolution).
+    # ONNX op types the FP16 graph pass (export.precision.convert_to_fp16) never runs in FP16, on top of its own
+    # rules (which already keep these defaults, the input normalisation and the heads before them in FP32).
     fp32_op_types: tuple[str, ...] = ("Softmax", "ArgMax", "ReduceMean")
     opset: int = 18
     # Imported ONNX networks (export/importer): how the network's score map becomes MASK. "scores": [N, C, H, W]
