@@ -46,14 +46,10 @@ def trained_like(net, spec, images) -> None:
 
 
 def realistic_images(spec, count, seed=0):
-    try:
-        from support import sample_images  # the real photo + synthetic scenes (tests/support.py)
+    """The real photo + synthetic scenes (tests/support.py)."""
+    from support import sample_images
 
-        return sample_images(spec.height, spec.width, count, seed=seed)
-    except ImportError:
-        from export.onnx_export import example_input
-
-        return example_input(spec, count, seed=seed).numpy()
+    return sample_images(spec.height, spec.width, count, seed=seed)
 
 
 def make_fp16_exports(work: Path) -> dict:
