@@ -3,7 +3,7 @@
     python -m export MODEL [MODEL ...] --target {local,onnxruntime,tensorrt} --output model_repository
     python -m export list
     python -m export import MODEL.onnx --name NAME [--size H W] [--classes FILE] ...
-    python -m export build-engine --onnx F --plan P [--cache-dir D]
+    python -m export build-engine --source-repository SRC | --onnx F ... --repository DST [--cache-dir D]
     python -m export verify MODEL
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from export.cli_options import add_serving_arguments, serving_options
 from export.errors import ExportError
-from export.pipeline import DEFAULT_WORK_DIR
+from export.layout import DEFAULT_WORK_DIR
 from export.spec import SPECS, get_spec
 
 COMMANDS = ("list", "import", "build-engine", "verify")
