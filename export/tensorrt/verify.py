@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export.errors import ExportError, require
+from export.errors import ExportError
 from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
 from export.spec import ModelSpec
 
@@ -13,7 +13,9 @@ from export.spec import ModelSpec
 def run_engine(plan_path: Path, spec: ModelSpec, batches: list) -> list[dict]:
     """Run a plan on uint8 batches with Polygraphy's TrtRunner (engine deserialised once); outputs keyed by the
     spec's names, one dict per batch."""
-    require("tensorrt", "tensorrt-cu12", extra="tensorrt")
+    from export.tensorrt.build import installed_tensorrt
+
+    installed_tensorrt()  # the one-line install hint when TensorRT is missing, before polygraphy's import error
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
