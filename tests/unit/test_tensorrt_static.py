@@ -20,6 +20,18 @@ H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 L4 = GpuInfo("NVIDIA L4", "8.9")
 
 
+def _tensorrt_importable() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# Checks of what happens without TensorRT (the reason is the one tests/conftest.py allows outside tests/gpu).
+WITHOUT_TENSORRT = pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT is installed here")
+
+
 def sidecar(model="unet", gpu=H100, trt="10.3.0"):
     return Sidecar(model=model, tensorrt_version=trt, gpu_name=gpu.name, gpu_product=gpu.product,
                    compute_capability=gpu.compute_capability, precision="fp16",
@@ -119,12 +131,8 @@ def test_cli_user_errors_are_one_line_and_exit_1(args, message):
     assert "Traceback" not in proc.stderr
 
 
+@WITHOUT_TENSORRT
 def test_tensorrt_target_without_tensorrt_fails_before_exporting(tmp_path):
-    try:
-        import tensorrt  # noqa: F401
-        pytest.skip("TensorRT is installed here")
-    except ImportError:
-        pass
     proc = run_cli("unet", "--target", "tensorrt", "--output", str(tmp_path / "repo"), "--work-dir",
                    str(tmp_path / "build"))
     assert proc.returncode == 1 and "`tensorrt` is needed for this step" in proc.stderr
@@ -136,25 +144,17 @@ def test_argument_errors_exit_2_with_usage():
     assert proc.returncode == 2 and "invalid choice: 'torchscript'" in proc.stderr
 
 
+@WITHOUT_TENSORRT
 def test_tensorrt_build_without_tensorrt_names_the_package(tmp_path):
     pytest.importorskip("onnx")
-    try:
-        import tensorrt  # noqa: F401
-        pytest.skip("TensorRT is installed here")
-    except ImportError:
-        pass
     from export.tensorrt.build import build_engine
 
     with pytest.raises(ExportError, match=r"`tensorrt` is needed for this step .* pip install 'tensorrt-cu12'"):
         build_engine(tmp_path / "model.onnx")
 
 
+@WITHOUT_TENSORRT
 def test_build_engine_command_without_tensorrt_is_one_line_exit_1(tmp_path):
-    try:
-        import tensorrt  # noqa: F401
-        pytest.skip("TensorRT is installed here")
-    except ImportError:
-        pass
     proc = run_cli("build-engine", "--source-repository", str(tmp_path), "--repository", str(tmp_path / "dst"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: `tensorrt` is needed for this step")
