@@ -137,14 +137,7 @@ class Segmenter:
         restricted (serve and the chart keep it behind an admin key) and is read only to name the served models
         when ``model`` is not ready."""
         connection = self.connection
-        try:
-            ready = connection.call(f"Checking `{model}`", lambda c, left: c.is_model_ready(
-                model, **connection._kwargs(left)))
-        except ClientError as exc:
-            if "failed after" in str(exc) or "timed out" in str(exc):
-                raise
-            ready = False  # Triton answers an unknown model with an error on some protocols
-        if not ready:
+        if not connection.is_model_ready(model):
             try:
                 served = connection.served_models()
             except ClientError as exc:

@@ -259,6 +259,16 @@ class Connection:
                 raise ClientError(f"Cannot reach Triton at {self.display} within {ready_timeout_s:g} s ({last}).")
             time.sleep(0.2)
 
+    def is_model_ready(self, name: str) -> bool:
+        """Whether the server reports ``name`` ready. Triton answers an unknown model with an error on some
+        protocols: that is False; a deadline, or a server still unavailable after the retries, raises."""
+        try:
+            return self.call(f"Checking `{name}`", lambda c, left: c.is_model_ready(name, **self._kwargs(left)))
+        except ClientError as exc:
+            if "failed after" in str(exc) or "timed out" in str(exc):
+                raise
+            return False
+
     def served_models(self) -> list[str]:
         """Names of the models the server reports READY."""
         index = self.call("Listing models",
