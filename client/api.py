@@ -248,8 +248,3 @@ class Segmenter:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def served_models(connection: Connection) -> list[str]:
-    """Names of the models the server reports READY."""
-    return connection.served_models()
