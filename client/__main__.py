@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from client.errors import ClientError
-from client.transport import DEFAULT_URLS, PROTOCOLS, TLS, Connection, Retry
+from client.transport import PROTOCOLS, TLS, Connection, Retry
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -160,9 +160,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    options = connection_options(args)
-    connection = Connection(args.url or DEFAULT_URLS[args.protocol], args.protocol, args.timeout, options["tls"],
-                            options["headers"], options["retry"])
+    connection = Connection(args.url, **connection_options(args))
     try:
         connection.wait_ready(args.timeout)
         for name in sorted(connection.served_models()):

@@ -23,10 +23,10 @@ import numpy as np
 from client.errors import ClientError
 from client.preprocess import DEFAULT_MAX_PIXELS, ImageLike, Letterbox, prepare
 from client.results import DetectionResult, SegmentationResult, detections_to_original, segmentation_from_outputs
-from client.transport import DEFAULT_URLS, PROTOCOLS, TLS, Connection, Retry, module
+from client.transport import TLS, Connection, Retry, module
 
-__all__ = ["DEFAULT_URLS", "PROTOCOLS", "TLS", "DetectionResult", "ModelInfo", "Retry", "SegmentationResult",
-           "Segmenter", "detections_to_original", "ordered_map"]
+__all__ = ["TLS", "DetectionResult", "ModelInfo", "Retry", "SegmentationResult", "Segmenter", "detections_to_original",
+           "ordered_map"]
 
 Result = SegmentationResult | DetectionResult
 T = TypeVar("T")
@@ -115,15 +115,13 @@ class Segmenter:
                  ready_timeout_s: float = 30.0, timeout_s: float = 30.0, mask_threshold: float = 0.5,
                  tls: TLS | bool | None = None, headers: dict[str, str] | None = None, retry: Retry | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        if protocol not in PROTOCOLS:
-            raise ClientError(f"Unknown protocol `{protocol}`. Available: {', '.join(PROTOCOLS)}.")
+        self.connection = Connection(url, protocol, timeout_s, TLS() if tls is True else (tls or None),
+                                     dict(headers or {}), retry or Retry())
         self.protocol = protocol
-        self.url = url or DEFAULT_URLS[protocol]
+        self.url = self.connection.url
         self.mask_threshold = mask_threshold
         self.max_pixels = max_pixels
         self.last_wire_bytes: tuple[int, int] | None = None  # (request tensor bytes, gRPC response message bytes)
-        self.connection = Connection(self.url, protocol, timeout_s, TLS() if tls is True else (tls or None),
-                                     dict(headers or {}), retry or Retry())
         try:
             self.connection.wait_ready(ready_timeout_s)
             self.info = self._model_info(model)

@@ -116,9 +116,10 @@ def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
 
 @dataclass
 class Connection:
-    """A Triton client with deadlines, headers and retries on every call."""
+    """A Triton client with deadlines, headers and retries on every call (``url`` None: the protocol's local
+    default, DEFAULT_URLS)."""
 
-    url: str
+    url: str | None
     protocol: str = "grpc"
     timeout_s: float = 30.0
     tls: TLS | None = None
@@ -128,6 +129,7 @@ class Connection:
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ClientError(f"Unknown protocol `{self.protocol}`. Available: {', '.join(PROTOCOLS)}.")
+        self.url = self.url or DEFAULT_URLS[self.protocol]
         if not self.timeout_s > 0:
             raise ClientError(f"Bad timeout {self.timeout_s!r}: expected a number of seconds > 0.")
         if self.retry.attempts < 1:
