@@ -169,7 +169,8 @@ class Segmenter:
 
     # -- image in, masks out --------------------------------------------------------------------------------
     def prepare(self, image: ImageLike) -> tuple[np.ndarray, Letterbox]:
-        canvas, box, _ = prepare(image, self.info.height, self.info.width, self.max_pixels)
+        """The model canvas ``infer`` takes for ``image``, and its letterbox geometry."""
+        canvas, box, _ = self._prepare(image)
         return canvas, box
 
     def _check_task(self, task: str, other: str) -> None:
