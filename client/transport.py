@@ -283,6 +283,14 @@ class Connection:
                            lambda c, left: c.get_model_config(name, **self._kwargs(left, as_json=True)))
         return config["config"] if self.protocol == "grpc" else config
 
+    def server_metadata(self) -> dict[str, Any]:
+        return self.call("Reading the server metadata",
+                         lambda c, left: c.get_server_metadata(**self._kwargs(left, as_json=True)))
+
+    def inference_statistics(self, name: str) -> dict[str, Any]:
+        return self.call(f"Reading the statistics of `{name}`",
+                         lambda c, left: c.get_inference_statistics(name, **self._kwargs(left, as_json=True)))
+
     def infer(self, model: str, inputs: list, outputs: list):
         return self.call(f"Inference on `{model}`",
                          lambda c, left: c.infer(model, inputs, outputs=outputs, **self._kwargs(left)))

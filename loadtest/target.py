@@ -1,4 +1,5 @@
-"""The server and model under test, read from the server itself (every call with a deadline).
+"""The server and model under test, read from the server itself through the client's ``Connection`` (every call
+with a deadline).
 
 The model's description comes from its served ``config.pbtxt`` (generated from the spec by ``python -m export``),
 parsed by the client's own ``ModelInfo``; output byte counts use the spec's ``TensorSpec.nbytes``.
@@ -8,11 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import time
 from dataclasses import dataclass
 
 from client.api import ModelInfo
 from client.errors import ClientError
+from client.transport import Connection, Retry
 from export.spec import TRITON_DTYPES, TensorSpec
 from loadtest.errors import LoadTestError
 
@@ -39,67 +40,42 @@ class Target:
         return max(self.output_bytes.values())
 
 
-def _message(exc: Exception) -> str:
-    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
-    return (text or type(exc).__name__).strip().splitlines()[0]
-
-
-def connect(url: str, ready_timeout_s: float = 15.0, headers: dict[str, str] | None = None):
-    """A gRPC client to a ready server, or LoadTestError naming the URL."""
-    import tritonclient.grpc as grpcclient
-
+def connect(url: str, ready_timeout_s: float = 15.0, headers: dict[str, str] | None = None) -> Connection:
+    """The client's gRPC connection to a ready server (every call with a deadline of CALL_TIMEOUT_S and
+    ``headers``; no retries: a load test reports what it finds), or LoadTestError naming the URL."""
     try:
-        client = grpcclient.InferenceServerClient(url)
-    except Exception as exc:
-        raise LoadTestError(f"Bad server URL `{url}`: {_message(exc)}") from None
-    deadline = time.monotonic() + ready_timeout_s
-    last = "no answer"
-    while True:
-        try:
-            if client.is_server_ready(headers=headers, client_timeout=CALL_TIMEOUT_S):
-                return client
-            last = "server not ready"
-        except Exception as exc:
-            last = _message(exc)
-        if time.monotonic() >= deadline:
-            client.close()
-            raise LoadTestError(f"Cannot reach Triton at grpc://{url} within {ready_timeout_s:g} s ({last}): "
-                                "start it (`make serve`) or pass the right URL=host:port.")
-        time.sleep(0.5)
+        connection = Connection(url, "grpc", CALL_TIMEOUT_S, headers=dict(headers or {}), retry=Retry(attempts=1))
+    except ClientError as exc:
+        raise LoadTestError(str(exc)) from None
+    try:
+        connection.wait_ready(ready_timeout_s)
+    except ClientError as exc:
+        connection.close()
+        raise LoadTestError(f"{exc} Start it (`make serve`) or pass the right URL=host:port.") from None
+    return connection
 
 
-def _served(client, headers: dict[str, str] | None) -> str:
+def _served(connection: Connection) -> str:
     """The READY models for an error message (the repository index may be a restricted protocol)."""
     try:
-        index = client.get_model_repository_index(headers=headers, as_json=True, client_timeout=CALL_TIMEOUT_S)
-    except Exception as exc:
-        return f"unknown ({_message(exc)})"
-    return ", ".join(sorted(m["name"] for m in index.get("models", []) if m.get("state") == "READY")) or "none"
+        return ", ".join(sorted(connection.served_models())) or "none"
+    except ClientError as exc:
+        return f"unknown ({exc})"
 
 
 def probe(url: str, model: str, ready_timeout_s: float = 15.0, headers: dict[str, str] | None = None) -> Target:
     """Check the server answers and serves ``model`` READY; describe it. ``headers`` go with every call."""
-    client = connect(url, ready_timeout_s, headers)
-    kw = {"headers": headers, "client_timeout": CALL_TIMEOUT_S}
+    connection = connect(url, ready_timeout_s, headers)
     try:
-        try:
-            ready = client.is_model_ready(model, **kw)
-        except Exception:
-            ready = False
-        if not ready:
-            raise LoadTestError(f"Model `{model}` is not served READY at {url}. Served: {_served(client, headers)}.")
-        config = client.get_model_config(model, as_json=True, **kw)["config"]
-        version = client.get_server_metadata(as_json=True, **kw).get("version", "?")
-    except LoadTestError:
-        raise
-    except Exception as exc:
-        raise LoadTestError(f"Cannot read `{model}` from {url}: {_message(exc)}") from None
-    finally:
-        client.close()
-    try:
+        if not connection.is_model_ready(model):
+            raise LoadTestError(f"Model `{model}` is not served READY at {url}. Served: {_served(connection)}.")
+        config = connection.model_config(model)
+        version = connection.server_metadata().get("version", "?")
         info = ModelInfo.from_config(config)
     except ClientError as exc:
         raise LoadTestError(str(exc)) from None
+    finally:
+        connection.close()
     outputs = {}
     for out in config["output"]:
         dtype = out["data_type"].removeprefix("TYPE_")
@@ -112,13 +88,13 @@ def probe(url: str, model: str, ready_timeout_s: float = 15.0, headers: dict[str
 
 def statistics(url: str, model: str, headers: dict[str, str] | None = None) -> dict[str, int]:
     """The server's cumulative request counters for ``model``: success and fail counts."""
-    client = connect(url, 5.0, headers)
+    connection = connect(url, 5.0, headers)
     try:
-        stats = client.get_inference_statistics(model, headers=headers, as_json=True, client_timeout=CALL_TIMEOUT_S)
-    except Exception as exc:
-        raise LoadTestError(f"Cannot read statistics of `{model}` from {url}: {_message(exc)}") from None
+        stats = connection.inference_statistics(model)
+    except ClientError as exc:
+        raise LoadTestError(str(exc)) from None
     finally:
-        client.close()
+        connection.close()
     success = fail = 0
     for entry in stats.get("model_stats", []):
         inference = entry.get("inference_stats", {})
