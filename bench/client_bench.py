@@ -243,22 +243,17 @@ def maskrcnn_post(repeats: int, count: int = 100) -> dict:
 
 
 # -- map vs perf_analyzer -----------------------------------------------------------------------------------
-def perf_analyzer_binary() -> Path:
-    tools = Path(os.environ.get("SEGSERVE_TOOLS", ROOT / ".tools"))
-    binary = tools / "perf_analyzer" / "perf_analyzer"
-    if not binary.is_file():
-        sys.exit(f"error: perf_analyzer not found at {binary}: run `scripts/fetch-tools.sh perf`")
-    return binary
-
-
 def run_perf_analyzer(url: str, model: str, concurrency: int, seconds: float) -> float:
-    binary = perf_analyzer_binary()
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(binary.parent / "lib"), env.get("LD_LIBRARY_PATH"))
-                                             if p)
-    argv = [str(binary), "-m", model, "-u", url, "-i", "grpc", "--concurrency-range", str(concurrency),
+    from loadtest.analyzer import find_perf_analyzer
+    from loadtest.errors import LoadTestError
+
+    try:
+        tool = find_perf_analyzer()
+    except LoadTestError as exc:
+        sys.exit(f"error: {exc}")
+    argv = [str(tool.binary), "-m", model, "-u", url, "-i", "grpc", "--concurrency-range", str(concurrency),
             "--measurement-interval", str(int(seconds * 1000)), "--stability-percentage", "50", "--max-trials", "4"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=tool.env())
     found = re.findall(r"Concurrency: \d+, throughput: ([\d.]+) infer/sec", proc.stdout)
     if proc.returncode != 0 or not found:
         sys.exit(f"error: perf_analyzer failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-800:]}")
