@@ -86,14 +86,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _call_headers(args) -> dict[str, str] | None:
-    """Metadata for our own gRPC calls: --header values, plus the admin key when SEGSERVE_ADMIN_KEY is set (a
-    restricted server may also guard the repository index that lists the served models)."""
-    from loadtest.sweep import admin_headers
-
-    return {**dict(args.header), **dict(admin_headers())} or None
-
-
 def _images(args) -> list[Path]:
     from loadtest.inputs import sample_photos
 
@@ -102,7 +94,7 @@ def _images(args) -> list[Path]:
 
 def cmd_run(args) -> int:
     from loadtest.analyzer import Measurement, find_perf_analyzer
-    from loadtest.sweep import Plan, run_sweep
+    from loadtest.sweep import Plan, call_headers, run_sweep
     from loadtest.target import probe
 
     started = time.monotonic()
@@ -110,7 +102,7 @@ def cmd_run(args) -> int:
     plan = Plan(concurrency=args.concurrency, request_rates=args.request_rate, shared_memory=args.shared_memory,
                 shm_concurrency=args.shm_concurrency, compression=args.compression, headers=tuple(args.header),
                 measurement=Measurement(args.window_ms, args.stability, args.max_trials))
-    target = probe(args.url, args.model, args.timeout, _call_headers(args))
+    target = probe(args.url, args.model, args.timeout, call_headers(args.header))
     print(f"load test of `{target.model}` on {target.server_version} at {target.url} with {tool.binary}", flush=True)
     outcome = run_sweep(target, plan, tool, args.out, _images(args))
     for note in outcome.notes:
@@ -125,9 +117,10 @@ def cmd_run(args) -> int:
 
 def cmd_input_data(args) -> int:
     from loadtest.inputs import write_input_data
+    from loadtest.sweep import call_headers
     from loadtest.target import probe
 
-    target = probe(args.url, args.model, args.timeout, _call_headers(args))
+    target = probe(args.url, args.model, args.timeout, call_headers(args.header))
     path = write_input_data(args.out, _images(args), target.info.input_name, target.info.height, target.info.width)
     print(f"{path}: {len(_images(args))} images as `{target.info.input_name}` "
           f"[{target.info.height}, {target.info.width}, 3] uint8")

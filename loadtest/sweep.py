@@ -25,6 +25,12 @@ def admin_headers() -> tuple[tuple[str, str], ...]:
     return ((GRPC_ADMIN_KEY_HEADER, key),) if key else ()
 
 
+def call_headers(headers) -> dict[str, str]:
+    """Metadata for loadtest's own gRPC calls: ``headers`` (name, value) pairs, plus the admin key when it is known
+    (a restricted server may also guard the repository index that lists the served models)."""
+    return {**dict(headers), **dict(admin_headers())}
+
+
 @dataclass(frozen=True)
 class Plan:
     concurrency: tuple[int, ...] = (1, 2, 4, 8)
@@ -90,8 +96,7 @@ def run_sweep(target: Target, plan: Plan, tool: PerfAnalyzer, out: Path, images:
                                                shared_memory="system",
                                                output_shared_memory_bytes=target.largest_output_bytes,
                                                **shm_base)))
-    call_headers = {**dict(plan.headers), **dict(admin_headers())} or None
-    before = statistics(target.url, target.model, call_headers)
+    before = statistics(target.url, target.model, call_headers(plan.headers))
     rows: list[Row] = []
     for mode, run in runs:
         progress(f"  {target.model}: {mode} {run.load.label} ...", flush=True)
@@ -108,7 +113,7 @@ def run_sweep(target: Target, plan: Plan, tool: PerfAnalyzer, out: Path, images:
         rows += read_perf_csv(run.csv, mode)
         progress(f"    {rows[-1].throughput:.2f} infer/s, p50 {rows[-1].p50_ms:.1f} ms, p99 {rows[-1].p99_ms:.1f} ms",
                  flush=True)
-    after = statistics(target.url, target.model, call_headers)
+    after = statistics(target.url, target.model, call_headers(plan.headers))
     csv_path = write_merged_csv(rows, folder / f"{target.model}.csv")
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     png = plot(rows, folder / f"{target.model}.png", f"{target.model} on {target.server_version} at {target.url}"
