@@ -121,8 +121,9 @@ def cmd_input_data(args) -> int:
     from loadtest.target import probe
 
     target = probe(args.url, args.model, args.timeout, call_headers(args.header))
-    path = write_input_data(args.out, _images(args), target.info.input_name, target.info.height, target.info.width)
-    print(f"{path}: {len(_images(args))} images as `{target.info.input_name}` "
+    images = _images(args)
+    path = write_input_data(args.out, images, target.info.input_name, target.info.height, target.info.width)
+    print(f"{path}: {len(images)} images as `{target.info.input_name}` "
           f"[{target.info.height}, {target.info.width}, 3] uint8")
     return 0
 
