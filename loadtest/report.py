@@ -47,24 +47,25 @@ class Row:
         return max(0.0, self.avg_ms - sum(self.server_ms.values()))
 
 
+def _row(mode: str, load: str, level: float, raw: dict[str, str]) -> Row:
+    """One CSV line's measurement: perf_analyzer's columns (microseconds) in milliseconds."""
+    us = {k: float(raw[k] or 0) for k in REQUIRED}
+    return Row(mode, load, level, us[THROUGHPUT], us["p50 latency"] / 1e3, us["p99 latency"] / 1e3,
+               us["Avg latency"] / 1e3, {k: us[k] / 1e3 for k in SERVER_PARTS}, raw)
+
+
 def read_perf_csv(path: Path, mode: str) -> list[Row]:
     """The rows of one perf_analyzer CSV; missing columns are an error naming them."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        kind = next((LEVEL_COLUMNS[c] for c in header if c in LEVEL_COLUMNS), None)
+        level_column = next((c for c in header if c in LEVEL_COLUMNS), None)
         missing = [c for c in REQUIRED if c not in header]
-        if kind is None or missing:
+        if level_column is None or missing:
             raise LoadTestError(f"{path} is not a perf_analyzer CSV: missing columns "
                                 f"{', '.join(missing) or 'Concurrency/Request Rate'}.")
-        level_column = next(c for c in header if c in LEVEL_COLUMNS)
-        rows = []
-        for raw in reader:
-            us = {k: float(raw[k] or 0) for k in REQUIRED}
-            rows.append(Row(mode, kind, float(raw[level_column]), us[THROUGHPUT], us["p50 latency"] / 1e3,
-                            us["p99 latency"] / 1e3, us["Avg latency"] / 1e3,
-                            {k: us[k] / 1e3 for k in SERVER_PARTS}, dict(raw)))
-    return rows
+        kind = LEVEL_COLUMNS[level_column]
+        return [_row(mode, kind, float(raw[level_column]), dict(raw)) for raw in reader]
 
 
 def read_any_csv(path: Path) -> list[Row]:
@@ -84,10 +85,7 @@ def read_merged_csv(path: Path) -> list[Row]:
     with path.open(newline="") as f:
         for raw in csv.DictReader(f):
             try:
-                us = {k: float(raw[k] or 0) for k in REQUIRED}
-                rows.append(Row(raw["mode"], raw["load"], float(raw["level"]), us[THROUGHPUT],
-                                us["p50 latency"] / 1e3, us["p99 latency"] / 1e3, us["Avg latency"] / 1e3,
-                                {k: us[k] / 1e3 for k in SERVER_PARTS}, raw))
+                rows.append(_row(raw["mode"], raw["load"], float(raw["level"]), raw))
             except (KeyError, ValueError, TypeError) as exc:
                 raise LoadTestError(f"{path} is not a merged loadtest CSV (column {exc} missing or bad).") from None
     return rows
