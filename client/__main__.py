@@ -129,7 +129,7 @@ def run_segment(args: argparse.Namespace) -> int:
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     with Segmenter(args.url, args.model, ready_timeout_s=args.timeout, mask_threshold=args.mask_threshold,
                    max_pixels=max_pixels, **connection_options(args)) as seg:
-        def one(item: tuple[Path, Path]) -> str:
+        def one(item: tuple[Path, Path]) -> tuple[str, int]:
             path, target = item
             rgb, frames = load_image_frames(path, max_pixels)
             result = seg(rgb)
@@ -142,18 +142,19 @@ def run_segment(args: argparse.Namespace) -> int:
             h, w = rgb.shape[:2]
             note = f" (first of {frames} frames)" if frames > 1 else ""
             return (f"{path.name}: {w}x{h}{note} {seg.info.name} {result.latency_ms:.1f} ms  {describe(result)}  "
-                    f"-> {target}")
+                    f"-> {target}"), frames
 
         failed = 0
         items = list(zip(args.images, output_paths(args.images, args.out, seg.info.name)))
-        for item, line in zip(items, ordered_map(one, items, args.concurrency, return_exceptions=True)):
-            if isinstance(line, ClientError):
+        for (path, _), done in zip(items, ordered_map(one, items, args.concurrency, return_exceptions=True)):
+            if isinstance(done, ClientError):
                 failed += 1
-                print(f"error: {line}", file=sys.stderr, flush=True)
-            else:
-                print(line, flush=True)
-                if "(first of" in line:
-                    print(f"note: {item[0]} has several frames; only the first was segmented", file=sys.stderr)
+                print(f"error: {done}", file=sys.stderr, flush=True)
+                continue
+            line, frames = done
+            print(line, flush=True)
+            if frames > 1:
+                print(f"note: {path} has several frames; only the first was segmented", file=sys.stderr)
     if failed and len(args.images) > 1:
         print(f"error: {failed} of {len(args.images)} images failed", file=sys.stderr)
     return 1 if failed else 0
