@@ -38,7 +38,7 @@ def overlay_instances(rgb: np.ndarray, result: DetectionResult, alpha: float = 0
     """Fill each instance mask, outline it, and label its box with class and score (from the compact masks:
     each instance touches only its own box)."""
     out = rgb.astype(np.float32)
-    colours = palette(len(result) + 1)[1:] if len(result) else np.zeros((0, 3), np.uint8)
+    colours = palette(len(result) + 1)[1:]  # class 0 (black) skipped
     regions = []
     for crop, (x, y) in zip(result.mask_crops, result.mask_origins.tolist()):
         regions.append((out[y:y + crop.shape[0], x:x + crop.shape[1]], crop))
