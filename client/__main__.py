@@ -16,7 +16,8 @@ from client.errors import ClientError
 from client.transport import PROTOCOLS, TLS, Connection, Retry
 
 
-def _header(text: str) -> tuple[str, str]:
+def header(text: str) -> tuple[str, str]:
+    """An argparse type: 'Name: value' -> (name, value)."""
     key, sep, value = text.partition(":")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"bad header {text!r}: expected 'Name: value'")
@@ -44,7 +45,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=_positive(int), default=Retry.attempts,
                    help="attempts per call while the server is unavailable, with exponential backoff "
                         "(default: %(default)s)")
-    p.add_argument("--header", action="append", type=_header, default=[], metavar="'NAME: VALUE'",
+    p.add_argument("--header", action="append", type=header, default=[], metavar="'NAME: VALUE'",
                    help="header sent with every call (repeatable), e.g. 'Authorization: Bearer TOKEN'")
     tls = p.add_argument_group("TLS (gRPC SSL or HTTPS)")
     tls.add_argument("--tls", action="store_true", help="encrypt the connection (implied by the options below)")

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from client.__main__ import header
 from loadtest.errors import LoadTestError
 
 DEFAULT_OUT = Path("perf-out")
@@ -28,20 +29,13 @@ def _numbers(kind, text: str) -> tuple:
     return values
 
 
-def _header(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition(":")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"`{text}` is not a header `Key: Value`")
-    return key.strip(), value.strip()
-
-
 def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="served model name")
     p.add_argument("--url", default="localhost:8001", help="Triton gRPC address host:port (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the server to be ready")
     p.add_argument("--image", type=Path, action="append", default=None, metavar="FILE",
                    help="photo to send (repeatable; default: the sample photos bundled with matplotlib)")
-    p.add_argument("--header", type=_header, action="append", default=[], metavar="'K: V'",
+    p.add_argument("--header", type=header, action="append", default=[], metavar="'K: V'",
                    help="gRPC metadata for every call (repeatable)")
 
 
