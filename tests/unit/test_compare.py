@@ -1,8 +1,13 @@
-"""The comparator behind every parity gate fails when it should: expected values here are written out by hand."""
+"""The comparator behind every parity gate (export/compare.py): it fails when it should, and it reports what users
+read (the exact one-line summaries, the gate values, the per-item numbers of a batch, the NMS-overlap boundary).
+Expected values here are written out by hand."""
+
+from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from export import compare as cmp
 from export.compare import FP16_GATE, PARITY, compare_detections, compare_masks, compare_outputs
 
 
@@ -267,3 +272,247 @@ def test_a_few_untied_misses_are_tolerated_many_are_not():
         moved[10:10 + swapped] += 5.0
         result = compare_detections(ref, dets(moved, scores), max_detections=100)
         assert result.unmatched_untied == 2 * swapped and result.passed is ok, result.summary
+
+
+# -- What it reports: exact summaries, gate values, the cut rule, the worst of several failing items ----------------
+def test_the_gates_hold_their_documented_values():
+    assert cmp.PARITY == cmp.Thresholds(0.999, 0.99, 0.5, 0.999, 0.95, 1e-3, 0.02)
+    assert cmp.FP16_GATE == cmp.Thresholds(0.995, 0.95, 1.0, 0.99, 0.9, 1e-2, 0.05)
+    assert cmp.NMS_OVERLAP == 0.5
+
+
+def test_mask_summaries_are_worded_exactly():
+    a = np.zeros((2, 10, 10), np.uint8)
+    b = a.copy()
+    b[1, 0, :3] = 1
+    result = cmp.compare_masks(a, b)
+    assert result.summary == "pixel agreement 97.000000% (batch item 1 of 2) (need >= 99.90%)"
+    assert (result.passed, result.item, result.pixel_agreement) == (False, 1, 0.97)
+    single = cmp.compare_masks(a[0], b[1], cmp.FP16_GATE)
+    assert single.summary == "pixel agreement 97.000000% (need >= 99.50%)" and single.item == 0
+    one_item = cmp.compare_masks(a[:1], b[:1])
+    assert one_item.summary == "pixel agreement 100.000000% (need >= 99.90%)" and one_item.passed
+    shapes = cmp.compare_masks(a, a[0])
+    assert (shapes.passed, shapes.summary) == (False, "mask shapes differ: (2, 10, 10) vs (10, 10)")
+    semantic = cmp.compare_outputs("semantic", {"MASK": a}, {"MASK": b})
+    assert semantic.summary == result.summary
+
+
+def test_detection_summary_is_worded_exactly():
+    ref = dets([[0, 0, 100, 100], [200, 200, 300, 300]], [0.9, 0.8])
+    cand = dets([[0.25, 0, 100.25, 100]], [0.9])
+    result = cmp.compare_detections(ref, cand, max_detections=100)
+    assert result.summary == ("1 of 2/1 detections matched (IoU > 0.99; 50.0%, need >= 95%), 1 unmatched not tied "
+                              "at a cut (<= 2%), max box error 0.250 px (<= 0.5), binarised mask agreement "
+                              "100.0000% (>= 99.9%)")
+    assert (result.passed, result.reference_count, result.candidate_count, result.matched, result.unmatched_untied,
+            result.max_box_error_px, result.mask_agreement) == (False, 2, 1, 1, 1, 0.25, 1.0)
+    assert result.matched_fraction == 0.5
+
+
+def test_matched_fraction_counts_against_the_longer_side():
+    assert cmp.Agreement(True, "", reference_count=2, candidate_count=4, matched=2).matched_fraction == 0.5
+    assert cmp.Agreement(True, "", reference_count=4, candidate_count=2, matched=2).matched_fraction == 0.5
+    assert cmp.Agreement(True, "").matched_fraction == 1.0
+
+
+def test_no_detections_on_one_side_reports_zero_matches():
+    result = cmp.compare_detections(dets([], []), dets([[0, 0, 10, 10]], [0.9]), max_detections=100)
+    assert (result.passed, result.matched, result.unmatched_untied, result.mask_agreement) == (False, 0, 1, 1.0)
+    assert result.summary.startswith("0 of 0/1 detections matched (IoU > 0.99; 0.0%")
+
+
+def test_the_cut_is_the_last_score_of_a_full_list_else_the_threshold():
+    assert cmp._cut(np.array([0.9, 0.4, 0.6], np.float32), 3, 0.05) == np.float32(0.4)
+    assert cmp._cut(np.array([0.9, 0.4, 0.6], np.float32), 4, 0.05) == 0.05
+    assert cmp._cut(np.array([], np.float32), 0, 0.05) == 0.05
+
+
+def test_an_nms_tie_needs_more_than_half_overlap():
+    """Boxes A and B overlap with IoU exactly 0.5 (torchvision's NMS keeps both): no NMS tie, so a miss."""
+    far = [[1000, 1000, 1010, 1010], [2000, 2000, 2010, 2010], [3000, 3000, 3010, 3010]]
+    a, b = [0, 0, 100, 120], [0, 40, 100, 160]   # intersection 80, union 160: IoU 0.5
+    c = [0, 30, 100, 150]                         # IoU 90/150 = 0.6 with a
+    limits = cmp.Thresholds(matched_fraction=0.5, untied_fraction=0.0)
+    ref = dets(far + [a], [0.9, 0.8, 0.7, 0.75])
+    assert not cmp.compare_detections(ref, dets(far + [b], [0.9, 0.8, 0.7, 0.75]), max_detections=100,
+                                      limits=limits).passed
+    assert cmp.compare_detections(ref, dets(far + [c], [0.9, 0.8, 0.7, 0.75]), max_detections=100,
+                                  limits=limits).passed
+
+
+def test_a_single_item_batch_is_reported_without_a_batch_prefix():
+    ref = dets([[0, 0, 10, 10]], [0.9])
+    outs = {"BOXES": ref["boxes"][None], "SCORES": ref["scores"][None], "LABELS": ref["labels"][None],
+            "MASKS": ref["masks"][None], "NUM_DETECTIONS": np.array([[1]], np.int32)}
+    result = cmp.compare_outputs("instance", outs, outs, max_detections=100)
+    assert result.passed and result.item == 0 and result.summary.startswith("1 of 1/1 detections matched")
+    two = {k: np.concatenate([v, v]) for k, v in outs.items()}
+    result = cmp.compare_outputs("instance", two, two, max_detections=100)
+    assert result.passed and result.item == 0 and result.summary.startswith("batch item 0 of 2: 1 of 1/1")
+    mismatch = cmp.compare_outputs("instance", two, outs, max_detections=100)
+    assert (mismatch.passed, mismatch.summary) == (False, "batch sizes differ: 2 vs 1")
+
+
+def test_the_worse_of_two_failing_items_is_the_one_with_fewer_matches():
+    good = dets([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]], [0.9, 0.8, 0.7, 0.6])
+    one_missing = {k: v[:3] for k, v in good.items()}
+    two_missing = {k: v[:2] for k, v in good.items()}
+
+    def outs(items):
+        d = 4
+        o = {"BOXES": np.zeros((len(items), d, 4), np.float32), "SCORES": np.zeros((len(items), d), np.float32),
+             "LABELS": np.zeros((len(items), d), np.int32), "MASKS": np.zeros((len(items), d, 28, 28), np.float32),
+             "NUM_DETECTIONS": np.zeros((len(items), 1), np.int32)}
+        for b, it in enumerate(items):
+            n = len(it["boxes"])
+            o["BOXES"][b, :n], o["SCORES"][b, :n], o["LABELS"][b, :n] = it["boxes"], it["scores"], it["labels"]
+            o["MASKS"][b, :n], o["NUM_DETECTIONS"][b, 0] = it["masks"], n
+        return o
+
+    ref = outs([good, good, good])
+    result = cmp.compare_outputs("instance", ref, outs([one_missing, two_missing, one_missing]), max_detections=4)
+    assert (result.passed, result.item, result.matched) == (False, 1, 2)
+
+
+def _outs(items, d=4, dtype=np.float32):
+    o = {"BOXES": np.zeros((len(items), d, 4), dtype), "SCORES": np.zeros((len(items), d), dtype),
+         "LABELS": np.zeros((len(items), d), np.int32), "MASKS": np.zeros((len(items), d, 28, 28), dtype),
+         "NUM_DETECTIONS": np.zeros((len(items), 1), np.int32)}
+    for b, it in enumerate(items):
+        n = len(it["boxes"])
+        o["BOXES"][b, :n], o["SCORES"][b, :n], o["LABELS"][b, :n] = it["boxes"], it["scores"], it["labels"]
+        o["MASKS"][b, :n], o["NUM_DETECTIONS"][b, 0] = it["masks"], n
+    return o
+
+
+def test_fp16_outputs_are_compared_in_float32():
+    from export.compare import detections_from_outputs
+
+    item = dets([[0, 0, 10, 10]], [0.9])
+    got = detections_from_outputs(_outs([item], dtype=np.float16))
+    assert got["boxes"].dtype == got["scores"].dtype == got["masks"].dtype == np.float32
+
+
+def test_the_semantic_comparison_uses_the_given_limits():
+    a = np.zeros((1, 10, 10), np.uint8)
+    result = cmp.compare_outputs("semantic", {"MASK": a}, {"MASK": a}, limits=cmp.FP16_GATE)
+    assert result.summary == "pixel agreement 100.000000% (need >= 99.50%)"
+
+
+def test_by_default_an_extra_candidate_detection_counts_as_untied():
+    """Without a list size or threshold, the reference's cut is 0 for an empty list: any candidate detection is a
+    miss no tie explains."""
+    empty = dets([], [])
+    extra = dets([[0, 0, 10, 10]], [0.6])
+    result = cmp.compare_outputs("instance", _outs([empty]), _outs([extra]))
+    assert (result.passed, result.unmatched_untied) == (False, 1)
+
+
+def test_among_items_with_equal_matches_more_misses_and_larger_box_errors_are_worse():
+    base = [[0, 0, 100, 100], [200, 0, 300, 100], [400, 0, 500, 100], [600, 0, 700, 100]]
+    ref = dets(base, [0.9, 0.8, 0.7, 0.6])
+    # Item 0: one detection missing (score above any cut: untied). Item 1: same matches, no untied miss (its
+    # missing detection ties the candidate's cut, 0.6 against a full list cut at 0.6).
+    limits = cmp.Thresholds(matched_fraction=0.5, untied_fraction=0.5)  # both items pass
+    untied = dets(base[1:] + [[800, 0, 900, 100]], [0.8, 0.7, 0.6, 0.6])
+    tied = dets(base[:3] + [[800, 0, 900, 100]], [0.9, 0.8, 0.7, 0.6])
+    for items, worst in (([tied, untied], 1), ([untied, tied], 0)):
+        result = cmp.compare_outputs("instance", _outs([ref, ref]), _outs(items), max_detections=4, limits=limits)
+        assert (result.passed, result.item, result.matched, result.unmatched_untied) == (True, worst, 3, 1)
+    # Box errors: both pass; the one further off is reported.
+    near = dets([[0.1, 0, 100.1, 100]] + base[1:], [0.9, 0.8, 0.7, 0.6])
+    far = dets([[0.4, 0, 100.4, 100]] + base[1:], [0.9, 0.8, 0.7, 0.6])
+    for items, worst in (([near, far], 1), ([far, near], 0)):
+        result = cmp.compare_outputs("instance", _outs([ref, ref]), _outs(items), max_detections=4)
+        assert result.passed and result.item == worst and abs(result.max_box_error_px - 0.4) < 1e-4
+
+
+def test_each_batch_item_is_compared_with_its_own_counterpart():
+    first = dets([[0, 0, 10, 10]], [0.9])
+    second = dets([[50, 50, 90, 90], [0, 50, 10, 60]], [0.8, 0.7])
+    both = _outs([first, second])
+    result = cmp.compare_outputs("instance", both, both, max_detections=4)
+    assert result.passed and result.item in (0, 1)
+    assert not cmp.compare_outputs("instance", both, _outs([second, first]), max_detections=4).passed
+
+
+def test_instance_comparison_uses_the_given_limits_and_score_threshold():
+    ref = dets([[0, 0, 100, 100]], [0.9])
+    off = dets([[0.8, 0, 100.8, 100]], [0.9])  # 0.8 px: within the FP16 gate, not parity
+    assert not cmp.compare_outputs("instance", _outs([ref]), _outs([off]), max_detections=4).passed
+    assert cmp.compare_outputs("instance", _outs([ref]), _outs([off]), max_detections=4,
+                               limits=cmp.FP16_GATE).passed
+    # An extra candidate detection scored at the reference's threshold (0.5): a tie at the cut, excused only when
+    # the threshold reaches the comparison.
+    extra = dets([[0, 0, 100, 100], [300, 300, 400, 400]], [0.9, 0.5004])
+    limits = cmp.Thresholds(matched_fraction=0.5)
+    tied = cmp.compare_outputs("instance", _outs([ref]), _outs([extra]), max_detections=4, limits=limits,
+                               score_threshold=0.5)
+    assert (tied.passed, tied.unmatched_untied) == (True, 0)
+    untied = cmp.compare_outputs("instance", _outs([ref]), _outs([extra]), max_detections=4, limits=limits)
+    assert (untied.passed, untied.unmatched_untied) == (False, 1)
+
+
+def test_num_detections_may_come_as_a_flat_batch_vector():
+    from export.compare import detections_from_outputs
+
+    outs = _outs([dets([[0, 0, 10, 10]], [0.9]), dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8])])
+    outs["NUM_DETECTIONS"] = outs["NUM_DETECTIONS"].reshape(-1)  # [B] instead of [B, 1]
+    assert [len(detections_from_outputs(outs, b)["boxes"]) for b in (0, 1)] == [1, 2]
+
+
+def test_one_candidate_cannot_match_two_reference_detections():
+    ref = dets([[0, 0, 100, 100], [0, 0, 100, 100.2]], [0.9, 0.9])
+    cand = dets([[0, 0, 100, 100]], [0.9])
+    result = cmp.compare_detections(ref, cand, max_detections=100, limits=cmp.Thresholds(matched_fraction=0.5))
+    assert result.matched == 1 and result.max_box_error_px == 0.0
+
+
+def test_tie_tolerances_are_inclusive():
+    """Scores chosen exactly representable: a gap of exactly ``tie_tolerance`` is still a tie."""
+    limits = cmp.Thresholds(tie_tolerance=0.25, matched_fraction=0.5)
+    far = [[1000, 1000, 1010, 1010]]
+    a, b = [0, 0, 100, 100], [0, 25, 100, 125]  # IoU 0.6: an NMS tie when the scores tie
+    nms = cmp.compare_detections(dets(far + [a], [0.9, 0.5]), dets(far + [b], [0.9, 0.75]), max_detections=100,
+                                 limits=limits)
+    assert (nms.passed, nms.unmatched_untied) == (True, 0)
+    # A missing detection scored exactly the other side's cut (0.5, a full list) plus the tolerance is tied.
+    ref = dets(far + [[200, 200, 300, 300]], [0.9, 0.75])
+    cand = dets(far + [[400, 400, 500, 500]], [0.9, 0.5])
+    cut = cmp.compare_detections(ref, cand, max_detections=2, limits=limits)
+    assert cut.unmatched_untied == 0
+
+
+def test_a_candidate_mask_probability_of_one_half_is_foreground():
+    assert cmp.compare_detections(dets([[0, 0, 9, 9]], [0.9], mask=0.9), dets([[0, 0, 9, 9]], [0.9], mask=0.5),
+                                  max_detections=100).mask_agreement == 1.0
+
+
+def test_box_iou_of_boxes_apart_on_one_axis_touching_or_tiny():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[12, 0, 20, 10], [0, 12, 10, 20], [9.5, 0, 20, 10]], np.float32)
+    # Apart on x only / on y only: no overlap (not a negative one); 0.5 px of overlap: 5 / (100 + 105 - 5).
+    np.testing.assert_allclose(cmp.box_iou(a, b), [[0.0, 0.0, 5 / 200]], rtol=1e-12)
+    tiny = np.array([[0, 0, 0.5, 0.5]], np.float32)
+    assert cmp.box_iou(tiny, tiny)[0, 0] == 1.0
+
+
+def test_no_detections_on_either_side_report_a_full_match():
+    result = cmp.compare_detections(dets([], []), dets([], []), max_detections=100)
+    assert result.summary.startswith("0 of 0/0 detections matched (IoU > 0.99; 100.0%, need >= 95%), 0 unmatched")
+
+
+def test_an_output_agrees_with_itself_when_many_boxes_coincide():
+    """Equal IoUs are matched in index order: a list compared with itself pairs each detection with itself, even
+    when 30 detections share one box and 30 more nearly do (all masks differ)."""
+    n = 60
+    shifts = np.random.default_rng(0).uniform(0, 0.5, n // 2)
+    boxes = [[0, 0, 100, 100]] * (n // 2) + [[x, 0, x + 100, 100] for x in shifts]
+    item = dets(boxes, np.linspace(0.9, 0.5, n))
+    item["masks"] = np.zeros((n, 28, 28), np.float32)
+    for k in range(n):
+        item["masks"][k, k % 28, :] = 1.0
+        item["masks"][k, :, (k * 5) % 28] = 1.0
+    result = cmp.compare_detections(item, item, max_detections=100)
+    assert (result.passed, result.matched, result.max_box_error_px, result.mask_agreement) == (True, n, 0.0, 1.0)
