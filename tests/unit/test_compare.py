@@ -26,9 +26,10 @@ def grid_boxes(n, offset=0.0):
     return np.stack([x, y, x + 10, y + 10], axis=1)
 
 
-def outputs(items, d):
-    """Padded Triton-style outputs (BOXES, SCORES, LABELS, MASKS, NUM_DETECTIONS) for a batch of dets dicts."""
-    out = {"BOXES": np.zeros((len(items), d, 4), np.float32), "SCORES": np.zeros((len(items), d), np.float32),
+def outputs(items, d=4, dtype=np.float32):
+    """Padded Triton-style outputs (BOXES, SCORES, LABELS, MASKS, NUM_DETECTIONS) for a batch of dets dicts: ``d``
+    slots per item, BOXES and SCORES in ``dtype``, MASKS in float16 as served (export/spec.py)."""
+    out = {"BOXES": np.zeros((len(items), d, 4), dtype), "SCORES": np.zeros((len(items), d), dtype),
            "LABELS": np.zeros((len(items), d), np.int32), "MASKS": np.zeros((len(items), d, 28, 28), np.float16),
            "NUM_DETECTIONS": np.zeros((len(items), 1), np.int32)}
     for b, item in enumerate(items):
@@ -343,8 +344,7 @@ def test_an_nms_tie_needs_more_than_half_overlap():
 
 def test_a_single_item_batch_is_reported_without_a_batch_prefix():
     ref = dets([[0, 0, 10, 10]], [0.9])
-    outs = {"BOXES": ref["boxes"][None], "SCORES": ref["scores"][None], "LABELS": ref["labels"][None],
-            "MASKS": ref["masks"][None], "NUM_DETECTIONS": np.array([[1]], np.int32)}
+    outs = outputs([ref], 1)
     result = cmp.compare_outputs("instance", outs, outs, max_detections=100)
     assert result.passed and result.item == 0 and result.summary.startswith("1 of 1/1 detections matched")
     two = {k: np.concatenate([v, v]) for k, v in outs.items()}
@@ -359,38 +359,16 @@ def test_the_worse_of_two_failing_items_is_the_one_with_fewer_matches():
     one_missing = {k: v[:3] for k, v in good.items()}
     two_missing = {k: v[:2] for k, v in good.items()}
 
-    def outs(items):
-        d = 4
-        o = {"BOXES": np.zeros((len(items), d, 4), np.float32), "SCORES": np.zeros((len(items), d), np.float32),
-             "LABELS": np.zeros((len(items), d), np.int32), "MASKS": np.zeros((len(items), d, 28, 28), np.float32),
-             "NUM_DETECTIONS": np.zeros((len(items), 1), np.int32)}
-        for b, it in enumerate(items):
-            n = len(it["boxes"])
-            o["BOXES"][b, :n], o["SCORES"][b, :n], o["LABELS"][b, :n] = it["boxes"], it["scores"], it["labels"]
-            o["MASKS"][b, :n], o["NUM_DETECTIONS"][b, 0] = it["masks"], n
-        return o
-
-    ref = outs([good, good, good])
-    result = cmp.compare_outputs("instance", ref, outs([one_missing, two_missing, one_missing]), max_detections=4)
+    ref = outputs([good, good, good])
+    result = cmp.compare_outputs("instance", ref, outputs([one_missing, two_missing, one_missing]), max_detections=4)
     assert (result.passed, result.item, result.matched) == (False, 1, 2)
-
-
-def _outs(items, d=4, dtype=np.float32):
-    o = {"BOXES": np.zeros((len(items), d, 4), dtype), "SCORES": np.zeros((len(items), d), dtype),
-         "LABELS": np.zeros((len(items), d), np.int32), "MASKS": np.zeros((len(items), d, 28, 28), dtype),
-         "NUM_DETECTIONS": np.zeros((len(items), 1), np.int32)}
-    for b, it in enumerate(items):
-        n = len(it["boxes"])
-        o["BOXES"][b, :n], o["SCORES"][b, :n], o["LABELS"][b, :n] = it["boxes"], it["scores"], it["labels"]
-        o["MASKS"][b, :n], o["NUM_DETECTIONS"][b, 0] = it["masks"], n
-    return o
 
 
 def test_fp16_outputs_are_compared_in_float32():
     from export.compare import detections_from_outputs
 
     item = dets([[0, 0, 10, 10]], [0.9])
-    got = detections_from_outputs(_outs([item], dtype=np.float16))
+    got = detections_from_outputs(outputs([item], dtype=np.float16))
     assert got["boxes"].dtype == got["scores"].dtype == got["masks"].dtype == np.float32
 
 
@@ -405,7 +383,7 @@ def test_by_default_an_extra_candidate_detection_counts_as_untied():
     miss no tie explains."""
     empty = dets([], [])
     extra = dets([[0, 0, 10, 10]], [0.6])
-    result = cmp.compare_outputs("instance", _outs([empty]), _outs([extra]))
+    result = cmp.compare_outputs("instance", outputs([empty]), outputs([extra]))
     assert (result.passed, result.unmatched_untied) == (False, 1)
 
 
@@ -418,46 +396,46 @@ def test_among_items_with_equal_matches_more_misses_and_larger_box_errors_are_wo
     untied = dets(base[1:] + [[800, 0, 900, 100]], [0.8, 0.7, 0.6, 0.6])
     tied = dets(base[:3] + [[800, 0, 900, 100]], [0.9, 0.8, 0.7, 0.6])
     for items, worst in (([tied, untied], 1), ([untied, tied], 0)):
-        result = cmp.compare_outputs("instance", _outs([ref, ref]), _outs(items), max_detections=4, limits=limits)
+        result = cmp.compare_outputs("instance", outputs([ref, ref]), outputs(items), max_detections=4, limits=limits)
         assert (result.passed, result.item, result.matched, result.unmatched_untied) == (True, worst, 3, 1)
     # Box errors: both pass; the one further off is reported.
     near = dets([[0.1, 0, 100.1, 100]] + base[1:], [0.9, 0.8, 0.7, 0.6])
     far = dets([[0.4, 0, 100.4, 100]] + base[1:], [0.9, 0.8, 0.7, 0.6])
     for items, worst in (([near, far], 1), ([far, near], 0)):
-        result = cmp.compare_outputs("instance", _outs([ref, ref]), _outs(items), max_detections=4)
+        result = cmp.compare_outputs("instance", outputs([ref, ref]), outputs(items), max_detections=4)
         assert result.passed and result.item == worst and abs(result.max_box_error_px - 0.4) < 1e-4
 
 
 def test_each_batch_item_is_compared_with_its_own_counterpart():
     first = dets([[0, 0, 10, 10]], [0.9])
     second = dets([[50, 50, 90, 90], [0, 50, 10, 60]], [0.8, 0.7])
-    both = _outs([first, second])
+    both = outputs([first, second])
     result = cmp.compare_outputs("instance", both, both, max_detections=4)
     assert result.passed and result.item in (0, 1)
-    assert not cmp.compare_outputs("instance", both, _outs([second, first]), max_detections=4).passed
+    assert not cmp.compare_outputs("instance", both, outputs([second, first]), max_detections=4).passed
 
 
 def test_instance_comparison_uses_the_given_limits_and_score_threshold():
     ref = dets([[0, 0, 100, 100]], [0.9])
     off = dets([[0.8, 0, 100.8, 100]], [0.9])  # 0.8 px: within the FP16 gate, not parity
-    assert not cmp.compare_outputs("instance", _outs([ref]), _outs([off]), max_detections=4).passed
-    assert cmp.compare_outputs("instance", _outs([ref]), _outs([off]), max_detections=4,
+    assert not cmp.compare_outputs("instance", outputs([ref]), outputs([off]), max_detections=4).passed
+    assert cmp.compare_outputs("instance", outputs([ref]), outputs([off]), max_detections=4,
                                limits=cmp.FP16_GATE).passed
     # An extra candidate detection scored at the reference's threshold (0.5): a tie at the cut, excused only when
     # the threshold reaches the comparison.
     extra = dets([[0, 0, 100, 100], [300, 300, 400, 400]], [0.9, 0.5004])
     limits = cmp.Thresholds(matched_fraction=0.5)
-    tied = cmp.compare_outputs("instance", _outs([ref]), _outs([extra]), max_detections=4, limits=limits,
+    tied = cmp.compare_outputs("instance", outputs([ref]), outputs([extra]), max_detections=4, limits=limits,
                                score_threshold=0.5)
     assert (tied.passed, tied.unmatched_untied) == (True, 0)
-    untied = cmp.compare_outputs("instance", _outs([ref]), _outs([extra]), max_detections=4, limits=limits)
+    untied = cmp.compare_outputs("instance", outputs([ref]), outputs([extra]), max_detections=4, limits=limits)
     assert (untied.passed, untied.unmatched_untied) == (False, 1)
 
 
 def test_num_detections_may_come_as_a_flat_batch_vector():
     from export.compare import detections_from_outputs
 
-    outs = _outs([dets([[0, 0, 10, 10]], [0.9]), dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8])])
+    outs = outputs([dets([[0, 0, 10, 10]], [0.9]), dets([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8])])
     outs["NUM_DETECTIONS"] = outs["NUM_DETECTIONS"].reshape(-1)  # [B] instead of [B, 1]
     assert [len(detections_from_outputs(outs, b)["boxes"]) for b in (0, 1)] == [1, 2]
 
