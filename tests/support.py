@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def running_triton(repository: Path, log_path: Path, ready_timeout_s: float = 300, **fields):
+    """The real tritonserver serving ``repository`` on three free loopback ports, ready; stopped on leaving.
+    ``fields``: further ``ServerConfig`` fields (e.g. ``admin_key``)."""
+    from serve.server import ServerConfig, TritonServer
+
+    config = ServerConfig(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **fields)
+    with TritonServer(config, log_path=log_path) as triton:
+        triton.wait_ready(ready_timeout_s)
+        yield triton
 
 
 def copy_repository(source: Path, target: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import copy_repository, free_port
+from support import copy_repository, free_port, running_triton
 
 pytestmark = pytest.mark.integration
 
@@ -17,15 +17,14 @@ pytestmark = pytest.mark.integration
 def server(exported, triton_tools, tmp_path_factory):
     """The real tritonserver on a private copy of the session's repository (the python backend writes beside
     model.py; the shared repository stays untouched)."""
-    from serve.server import ServerConfig, TritonServer, port_in_use
+    from serve.server import port_in_use
 
     repo = copy_repository(exported["_repository"], tmp_path_factory.mktemp("served") / "model_repository")
-    config = ServerConfig(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
     log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    with TritonServer(config, log_path=log) as triton:
-        triton.wait_ready(300)
+    with running_triton(repo, log) as triton:
         process = triton.process
         yield triton
+    config = triton.config
     # Stopped for real: the process has exited after the SIGTERM, cleanly, and its ports are free again.
     assert process.poll() is not None, "tritonserver still running after stop()"
     assert process.returncode == 0, f"tritonserver exited with {process.returncode}; log {log}"
