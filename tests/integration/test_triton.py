@@ -3,12 +3,10 @@ in-process PyTorch on the same image, with the parity thresholds."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from support import copy_repository, free_port, running_triton
+from support import ROOT, copy_repository, free_port, running_triton
 
 pytestmark = pytest.mark.integration
 
@@ -311,7 +309,7 @@ def test_the_charts_helm_test_script_passes_against_a_real_triton(server, helm_b
 
     from serve.security import GRPC_ADMIN_KEY_HEADER
 
-    chart = Path(__file__).resolve().parents[2] / "charts" / "segserve"
+    chart = ROOT / "charts" / "segserve"
     rendered = subprocess.run([str(helm_binary), "template", "seg", str(chart), "--show-only",
                                "templates/tests/test-inference.yaml"], capture_output=True, text=True, check=True)
     (config_map,) = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "ConfigMap"]
