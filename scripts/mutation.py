@@ -20,39 +20,28 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KILLED = {1, 3, 36, 24, -24, 152, 255}  # killed, pytest internal error, timeouts (mutmut stats.py)
-SURVIVED = {0}
-NO_TESTS = {5, 33}
-SKIPPED = {34}
 
 
 def report(mutants: Path) -> dict[str, Counter]:
+    """Mutants per status (mutmut's own names: killed, timeout, survived, no tests, skipped, ...) per module."""
+    from mutmut.stats import status_by_exit_code  # mutmut's exit code -> status table, not restated here
+
     counts: dict[str, Counter] = {}
     for meta in sorted(mutants.rglob("*.py.meta")):
-        module = str(meta.relative_to(mutants)).removesuffix(".meta")
         codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
-        c = Counter()
-        for code in codes.values():
-            if code in KILLED:
-                c["killed"] += 1
-            elif code in SURVIVED:
-                c["survived"] += 1
-            elif code in NO_TESTS:
-                c["no tests"] += 1
-            elif code in SKIPPED:
-                c["skipped"] += 1
-            elif code is None:
-                c["not checked"] += 1
-            else:
-                c["suspicious"] += 1
         if codes:
-            counts[module] = c
+            module = str(meta.relative_to(mutants)).removesuffix(".meta")
+            counts[module] = Counter(status_by_exit_code[code] for code in codes.values())
     return counts
+
+
+def killed(c: Counter) -> int:
+    return c["killed"] + c["timeout"]
 
 
 def rate(c: Counter) -> float:
     tested = sum(c.values()) - c["skipped"]
-    return 100.0 * c["killed"] / tested if tested else 0.0
+    return 100.0 * killed(c) / tested if tested else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     total = Counter()
     for module, c in counts.items():
         total += c
-        print(f"{module:32} {sum(c.values()):8d} {c['killed']:7d} {c['survived']:9d} {c['no tests']:9d} "
+        print(f"{module:32} {sum(c.values()):8d} {killed(c):7d} {c['survived']:9d} {c['no tests']:9d} "
               f"{rate(c):9.1f}%")
-    print(f"{'all':32} {sum(total.values()):8d} {total['killed']:7d} {total['survived']:9d} "
+    print(f"{'all':32} {sum(total.values()):8d} {killed(total):7d} {total['survived']:9d} "
           f"{total['no tests']:9d} {rate(total):9.1f}%")
     if args.fail_under is not None:
         low = [m for m, c in counts.items() if rate(c) < args.fail_under]
