@@ -53,8 +53,7 @@ class Exported:
     spec: object
     module: object  # the eager served module, same weights as the export (the test-made checkpoint)
     onnx_path: Path
-    parity: str
-    checkpoint: Path | None = None
+    checkpoint: Path  # the test-made checkpoint both were built from
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -82,8 +81,7 @@ def exported(tmp_path_factory) -> dict[str, Exported]:
         checkpoint = make_checkpoint(spec, work / f"{name}.pt")
         result = export_model(spec, ServingOptions.for_target("local"), repo, weights=str(checkpoint),
                               work_dir=work / "onnx", progress=False)
-        out[name] = Exported(spec, build_served_module(spec, str(checkpoint)), result.onnx_path, result.parity,
-                             checkpoint)
+        out[name] = Exported(spec, build_served_module(spec, str(checkpoint)), result.onnx_path, checkpoint)
     out["_repository"] = repo  # type: ignore[assignment]
     before = _snapshot(repo)
     yield out
