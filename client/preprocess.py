@@ -112,7 +112,7 @@ def open_image(image: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) 
         raise ClientError(f"Cannot read image `{name}`: it is a folder.") from None
     except Image.DecompressionBombError as exc:
         raise ClientError(f"Image `{name}` is above the budget of {max_pixels:,} pixels (PIL: "
-                          f"{str(exc).rstrip('.')}).") from None
+                          f"{str(exc).removesuffix('.')}).") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ClientError(f"Cannot read image `{name}`: not a decodable image ({exc}).") from None
     width, height = pil.size
@@ -125,7 +125,7 @@ def open_image(image: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) 
 
 def frame_count(pil: Image.Image) -> int:
     """Frames (animated GIF/PNG/WebP) or pages (TIFF) in the file; only the first is used."""
-    return int(getattr(pil, "n_frames", 1) or 1)
+    return int(getattr(pil, "n_frames", 1))
 
 
 def to_rgb(pil: Image.Image) -> Image.Image:
@@ -134,25 +134,33 @@ def to_rgb(pil: Image.Image) -> Image.Image:
         return pil
     if pil.mode in _SIXTEEN_BIT or pil.mode == "I":
         values = np.asarray(pil)
-        if pil.mode == "I" and values.max(initial=0) <= 255:
-            grey = values.clip(0, 255).astype(np.uint8)
+        if pil.mode == "I" and values.max() <= 255:
+            grey = np.maximum(values, 0)  # 8-bit values stored in 32 bits; negatives are black
         else:
-            grey = (values.clip(0, 65535).astype(np.uint32) >> 8).astype(np.uint8)  # clip before unsigned
-        return Image.fromarray(grey, "L").convert("RGB")
+            grey = (values >> 8).clip(0, 255)  # the high byte of 16 bits; negatives black, above 16 bits white
+        return Image.fromarray(grey.astype(np.uint8)).convert("RGB")
     if pil.mode == "F":
         values = np.asarray(pil)
-        top = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
-        return Image.fromarray((values.clip(0, top) * (255.0 / top)).round().astype(np.uint8), "L").convert("RGB")
+        top = 1.0 if values.max() <= 1.0 else 255.0
+        return Image.fromarray((values.clip(0, top) * (255.0 / top)).round().astype(np.uint8)).convert("RGB")
     return pil.convert("RGB")
+
+
+def _swaps_axes(pil: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the image a quarter. PIL reads a broken EXIF block as empty; a truncated
+    file makes getexif raise (struct.error), and decoding it then reports the error."""
+    try:
+        return pil.getexif().get(0x0112) in _SWAPS_AXES
+    except Exception:
+        return False
 
 
 def _decode(pil: Image.Image, name: str, draft_to: tuple[int, int] | None = None) -> tuple[Image.Image, int]:
     """Decode the first frame (optionally at a reduced JPEG scale) with EXIF orientation applied, in RGB."""
     try:
         if draft_to is not None and pil.format == "JPEG":
-            orientation = pil.getexif().get(0x0112, 1)
             w, h = draft_to
-            pil.draft("RGB" if pil.mode in ("RGB", "YCbCr") else None, (h, w) if orientation in _SWAPS_AXES else (w, h))
+            pil.draft(None, (h, w) if _swaps_axes(pil) else (w, h))  # a mode only matters for "L"/"YCbCr" requests
         pil.load()
         oriented = ImageOps.exif_transpose(pil)
         return to_rgb(oriented), frame_count(pil)
@@ -163,11 +171,7 @@ def _decode(pil: Image.Image, name: str, draft_to: tuple[int, int] | None = None
 def oriented_size(pil: Image.Image) -> tuple[int, int]:
     """(height, width) after EXIF orientation, from the header."""
     width, height = pil.size
-    try:
-        orientation = pil.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block: PIL's exif_transpose ignores it too
-        orientation = 1
-    return (width, height) if orientation in _SWAPS_AXES else (height, width)
+    return (width, height) if _swaps_axes(pil) else (height, width)
 
 
 def load_image(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -181,11 +185,11 @@ def load_image_frames(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         return check_array(image), 1
     if isinstance(image, Image.Image):
         rgb, frames = _decode(image, "<PIL image>")
-        return np.asarray(rgb, dtype=np.uint8), frames
+        return np.asarray(rgb), frames
     pil = open_image(image, max_pixels)
     with pil:
         rgb, frames = _decode(pil, _name(image))
-        return np.asarray(rgb, dtype=np.uint8), frames
+        return np.asarray(rgb), frames
 
 
 def prepare(image: ImageLike, height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS
@@ -204,7 +208,7 @@ def prepare(image: ImageLike, height: int, width: int, max_pixels: int = DEFAULT
         rgb, frames = _decode(pil, name, draft_to=(box.resized_width, box.resized_height) if owned else None)
         if rgb.size != (box.resized_width, box.resized_height):
             rgb = rgb.resize((box.resized_width, box.resized_height), Image.BILINEAR)
-        return _canvas(np.asarray(rgb, dtype=np.uint8), box, height, width), box, frames
+        return _canvas(np.asarray(rgb), box, height, width), box, frames
     finally:
         if owned:
             pil.close()
