@@ -364,18 +364,10 @@ def main(argv: list[str] | None = None) -> int:
         server = None
         url = args.url
         if url is None:
-            import socket
-
             from serve.server import ServerConfig, TritonServer
 
-            def free() -> int:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", 0))
-                    return s.getsockname()[1]
-
             log = Path(tempfile.mkdtemp(prefix="client-bench-")) / "tritonserver.log"
-            server = TritonServer(ServerConfig(args.repository, http_port=free(), grpc_port=free(),
-                                               metrics_port=free()), log_path=log)
+            server = TritonServer(ServerConfig.on_free_ports(args.repository), log_path=log)
             server.start()
             server.wait_ready(600)
             url = server.grpc_url

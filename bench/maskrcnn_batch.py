@@ -113,8 +113,7 @@ def served(spec, onnx_path: Path, concurrencies: list[int], tools: Path, work: P
     image = example_input(spec, 1, seed=100).numpy()[0]
     data = work / "input.json"
     data.write_text(json.dumps({"data": [{"IMAGE": {"content": image.ravel().tolist(), "shape": list(image.shape)}}]}))
-    ports = [_free_port() for _ in range(3)]
-    config = ServerConfig(repo, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2], tools=tools)
+    config = ServerConfig.on_free_ports(repo, tools=tools)
     rows = {}
     with TritonServer(config, log_path=work / "tritonserver.log") as triton:
         triton.wait_ready(600)
@@ -130,14 +129,6 @@ def served(spec, onnx_path: Path, concurrencies: list[int], tools: Path, work: P
             print(f"  Triton concurrency {c}: {rate:.2f} infer/s, {inferences} inferences in {executions} "
                   f"executions (mean batch {inferences / max(executions, 1):.2f})", flush=True)
     return rows
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -57,12 +56,6 @@ VARIANTS = ("baseline", "tuned", "spin", "2inst")  # the first two run by defaul
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- (a) in-process ONNX Runtime ------------------------------------------------------------------------------------
@@ -230,7 +223,7 @@ def serve_and_measure(repo: Path, models: dict[str, ModelSpec], variant: str, co
                       want_answers: bool) -> tuple[dict[str, Served], dict[str, tuple[dict, tuple[int, int]]]]:
     from serve.server import ServerConfig, TritonServer
 
-    config = ServerConfig(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    config = ServerConfig.on_free_ports(repo)
     tool = find_perf_analyzer()
     served, answers = {}, {}
     with TritonServer(config, log_path=out / f"tritonserver-{variant}.log") as server:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import sys
 import threading
 import time
@@ -28,12 +27,6 @@ sys.path.insert(0, str(ROOT))
 from serve.server import ServerConfig, ServeError, TritonServer  # noqa: E402
 
 DEADLINE_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -128,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    config = ServerConfig(args.repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    config = ServerConfig.on_free_ports(args.repository)
     try:
         with TritonServer(config, log_path=args.log) as server:
             server.wait_ready(600)

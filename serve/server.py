@@ -38,6 +38,13 @@ DEFAULT_TOOLS = Path(os.environ.get("SEGSERVE_TOOLS", Path(__file__).resolve().p
 KEY_CHARS = re.compile(r"^[A-Za-z0-9._~-]{16,256}$")
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the kernel's pick; another process may still take it before use)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     repository: Path
@@ -57,6 +64,11 @@ class ServerConfig:
     restricted_apis: tuple[str, ...] = RESTRICTED_APIS
     admin_key: str = field(default_factory=admin_key, repr=False)
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def on_free_ports(cls, repository: Path, **fields) -> "ServerConfig":
+        """A config serving ``repository`` on three free loopback ports (benchmarks, tests, the soak run)."""
+        return cls(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **fields)
 
     @property
     def admin_key_from_env(self) -> bool:

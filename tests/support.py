@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from serve.server import free_port  # noqa: F401 (the tests' own sockets)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
@@ -33,19 +34,13 @@ RPN_LOGIT_STD = 3.0
 CLASS_LOGIT_STD = 2.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_triton(repository: Path, log_path: Path, ready_timeout_s: float = 300, **fields):
     """The real tritonserver serving ``repository`` on three free loopback ports, ready; stopped on leaving.
     ``fields``: further ``ServerConfig`` fields (e.g. ``admin_key``)."""
     from serve.server import ServerConfig, TritonServer
 
-    config = ServerConfig(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **fields)
+    config = ServerConfig.on_free_ports(repository, **fields)
     with TritonServer(config, log_path=log_path) as triton:
         triton.wait_ready(ready_timeout_s)
         yield triton

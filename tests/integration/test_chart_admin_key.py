@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import yaml
 
-from support import ROOT, TOOLS, free_port
+from support import ROOT, TOOLS
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +67,8 @@ def test_the_charts_restricted_api_flags_and_helm_test_script_on_a_real_triton(t
     (repo / "echo" / "1").mkdir(parents=True)
     (repo / "echo" / "config.pbtxt").write_text(ECHO_CONFIG)
     (repo / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
-    cfg = ServerConfig(repository=repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                       extra_args=flags, restricted_apis=())  # the chart's own restriction flags only
+    # The chart's own restriction flags only.
+    cfg = ServerConfig.on_free_ports(repo, extra_args=flags, restricted_apis=())
     with TritonServer(cfg, log_path=tmp_path / "triton.log") as server:
         server.wait_ready(timeout_s=120)
         base = {"TRITON_GRPC_URL": server.grpc_url, "MODELS": "", "PATH": "/usr/bin:/bin"}

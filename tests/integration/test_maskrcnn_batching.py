@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from support import TOOLS, free_port
+from support import TOOLS
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def maskrcnn_server(exported, tmp_path_factory):
     item = exported["maskrcnn"]
     repo = tmp_path_factory.mktemp("maskrcnn_repo")
     write_model(item.spec, ServingOptions.for_target("local"), repo, onnx_path=item.onnx_path)
-    config = ServerConfig(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    config = ServerConfig.on_free_ports(repo)
     with TritonServer(config, log_path=tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
         triton.wait_ready(300)
         yield triton

@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from support import TOOLS, copy_repository, free_port
+from support import TOOLS, copy_repository
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +32,8 @@ def server(exported, tmp_path_factory):
 
     # A private copy: the session's repository is shared and must stay unchanged (tests/conftest.py).
     repository = copy_repository(exported["_repository"], tmp_path_factory.mktemp("perf") / "model_repository")
-    config = ServerConfig(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-                          admin_key=ADMIN_KEY)  # serve restricts shared memory behind the key (issue #13)
+    # serve restricts shared memory behind the key (issue #13).
+    config = ServerConfig.on_free_ports(repository, admin_key=ADMIN_KEY)
     with TritonServer(config, log_path=tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
         triton.wait_ready(300)
         yield triton

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from quokka import VARIANTS, iou, make_variants, missing
-from support import TOOLS, free_port
+from support import TOOLS
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def u2netp(tmp_path_factory):
     work = tmp_path_factory.mktemp("u2netp")
     result = export_model(get_spec("u2netp"), ServingOptions.for_target("local"), work / "repo",
                           work_dir=work / "onnx", progress=False)
-    config = ServerConfig(work / "repo", http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    config = ServerConfig.on_free_ports(work / "repo")
     with TritonServer(config, log_path=work / "tritonserver.log") as triton:
         triton.wait_ready(300)
         yield triton, result
