@@ -44,6 +44,7 @@ from client.api import Segmenter  # noqa: E402
 from client.preprocess import letterbox, load_image, prepare  # noqa: E402
 from client.results import detections_to_original, segmentation_from_outputs  # noqa: E402
 from export.config import ServingOptions, config_proto, queue_delay_us  # noqa: E402
+from export.metadata import SPEC_KEY  # noqa: E402
 from export.spec import ModelSpec  # noqa: E402
 from loadtest.analyzer import Measurement, find_perf_analyzer  # noqa: E402
 from loadtest.inputs import sample_photos  # noqa: E402
@@ -72,7 +73,7 @@ def session(onnx_path: Path, spinning: bool = True):
 
 
 def spec_of(sess) -> ModelSpec:
-    return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map["segserve.spec"])
+    return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map[SPEC_KEY])
 
 
 def images_per_second(sess, canvas: np.ndarray, batch: int, seconds: float) -> tuple[float, float]:
