@@ -10,19 +10,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from export.cli_options import add_serving_arguments, serving_options
+from export.cli_options import add_serving_arguments, serving_options, setup_logging
 from export.errors import ExportError
 from export.layout import DEFAULT_WORK_DIR
 from export.spec import SPECS, get_spec
 
 COMMANDS = ("list", "import", "build-engine", "verify")
-QUIET_LOGGERS = ("onnxscript", "onnx_ir", "torch", "torch.onnx", "polygraphy")
-
-
 def _spec_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model options (override the registered spec)")
     g.add_argument("--size", type=int, help="square input size in pixels (multiple of 32); default: the spec's")
@@ -113,17 +109,11 @@ def export_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s")
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING if not verbose else logging.INFO)
-
-
 def run_export(argv: list[str]) -> int:
     from export.pipeline import export_model
 
     args = export_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     options = serving_options(args)
     _check_paths(args)
     specs = _resolve_specs(args.models, args)  # validate every name and option before any work

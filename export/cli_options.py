@@ -1,15 +1,24 @@
-"""Command-line options shared by ``python -m export`` and ``python -m export import``: where a model is written and
-how Triton serves it. One definition, so both commands take and check them alike."""
+"""Command-line options shared by ``python -m export`` and ``python -m export import``: where a model is written,
+how Triton serves it, and how much they log. One definition, so both commands take and check them alike."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from export.config import DEVICES, TARGETS, ServingOptions
 from export.errors import ExportError
 
 MAX_INSTANCES = 64
+QUIET_LOGGERS = ("onnxscript", "onnx_ir", "torch", "torch.onnx", "polygraphy")
+
+
+def setup_logging(verbose: bool) -> None:
+    """INFO (DEBUG with -v) as ``LEVEL message``; the exporters' own chatter only from WARNING (INFO with -v)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if not verbose else logging.INFO)
 
 
 def add_serving_arguments(p: argparse.ArgumentParser, *, target_help: str) -> None:

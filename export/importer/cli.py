@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from export.cli_options import add_serving_arguments, serving_options
+from export.cli_options import add_serving_arguments, serving_options, setup_logging
 from export.errors import ExportError
-from export.pipeline import DEFAULT_WORK_DIR
+from export.layout import DEFAULT_WORK_DIR
 from export.spec import IMAGENET_MEAN, IMAGENET_STD
 
 EPILOG = """\
@@ -74,12 +74,11 @@ def read_classes(path: Path) -> tuple[str, ...]:
 
 
 def run_import(argv: list[str]) -> int:
-    from export.__main__ import _setup_logging
     from export.importer.pipeline import import_source, make_spec
     from export.importer.source import inspect
 
     args = import_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     options = serving_options(args)
     size = None
     if args.size:
