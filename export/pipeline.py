@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.config import ServingOptions
-from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for  # noqa: F401 (re-exported)
+from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
 from export.spec import ModelSpec
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ from pathlib import Path
 from export.config import ServingOptions
 from export.errors import ExportError, require
 from export.importer.source import SourceGraph
+from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
 from export.metadata import REWRITES_KEY, SPEC_KEY, set_metadata
-from export.pipeline import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, ExportResult, onnx_path_for
+from export.pipeline import ExportResult
 from export.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 log = logging.getLogger(__name__)
