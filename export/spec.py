@@ -33,6 +33,10 @@ MIN_SIZE, MAX_SIZE = 64, 2048
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# An imported one-channel foreground map (the built-in u2netp, `python -m export import`): its two classes, and the
+# wrapper's numerically sensitive ops, kept FP32 in an FP16 build besides the input normalisation.
+FOREGROUND_CLASSES = ("background", "foreground")
+IMPORTED_FP32_OPS = ("Softmax", "ArgMax", "ReduceMean", "Sigmoid", "ReduceMin", "ReduceMax")
 
 
 @dataclass(frozen=True)
@@ -253,10 +257,10 @@ SPECS: dict[str, ModelSpec] = {
             architecture="U2-Net-p salient-object segmenter (rembg u2netp.onnx, imported)",
             height=320,
             width=320,
-            class_names=("background", "foreground"),
+            class_names=FOREGROUND_CLASSES,
             max_batch_size=4,
             preferred_batch_sizes=(4,),
-            fp32_op_types=("Softmax", "ArgMax", "ReduceMean", "Sigmoid", "ReduceMin", "ReduceMax"),
+            fp32_op_types=IMPORTED_FP32_OPS,
             opset=11,
             output_kind="foreground",
             scores_are="probabilities",

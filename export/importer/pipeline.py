@@ -15,14 +15,11 @@ from export.importer.source import SourceGraph
 from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
 from export.metadata import REWRITES_KEY, SPEC_KEY, set_metadata
 from export.pipeline import ExportResult
-from export.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from export.spec import FOREGROUND_CLASSES, IMAGENET_MEAN, IMAGENET_STD, IMPORTED_FP32_OPS, ModelSpec
 
 log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-FOREGROUND_CLASSES = ("background", "foreground")
-# Kept FP32 in a TensorRT FP16 build, besides the input normalisation: the wrapper's numerically sensitive ops.
-FP32_OPS = ("Softmax", "ArgMax", "ReduceMean", "Sigmoid", "ReduceMin", "ReduceMax")
 SCORE_KINDS = ("logits", "probabilities")
 SOURCE_KEY = "segserve.source"
 
@@ -62,7 +59,7 @@ def make_spec(name: str, source: SourceGraph, *, mean=IMAGENET_MEAN, std=IMAGENE
         name=name, task="semantic",
         architecture=f"imported ONNX {source.path.name} (sha256 {source.sha256[:12]}, output {source.output_name})",
         height=source.height, width=source.width, class_names=tuple(class_names), max_batch_size=1,
-        preferred_batch_sizes=(), mean=tuple(mean), std=tuple(std), with_probs=probs, fp32_op_types=FP32_OPS,
+        preferred_batch_sizes=(), mean=tuple(mean), std=tuple(std), with_probs=probs, fp32_op_types=IMPORTED_FP32_OPS,
         opset=source.opset, output_kind="foreground" if foreground else "scores", scores_are=scores_are,
         foreground_threshold=threshold, minmax=minmax,
     ).with_options(max_batch_size=max_batch_size)
