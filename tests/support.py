@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +35,26 @@ TEST_SIZES = {"unet": 128, "deeplabv3": 128, "deeplabv3_mobilenet": 128, "maskrc
 # tests/export/test_fixtures.py).
 RPN_LOGIT_STD = 3.0
 CLASS_LOGIT_STD = 2.0
+
+
+# The optional heavy extras: a CPU machine imports every module without them (torch etc. load inside functions).
+HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "tensorrt", "segmentation_models_pytorch",
+         "polygraphy", "onnx_graphsurgeon", "cv2")
+
+BLOCKER = textwrap.dedent(f"""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {HEAVY!r}:
+                raise ImportError(f"blocked heavy import: {{name}}")
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def run_without_heavy_imports(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where importing any of HEAVY fails."""
+    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120)
 
 
 @contextmanager

@@ -1,25 +1,6 @@
 """Every module imports without the heavy extras; the client never pulls in torch."""
 
-import subprocess
-import sys
-import textwrap
-
-HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "tensorrt", "segmentation_models_pytorch",
-         "polygraphy", "onnx_graphsurgeon", "cv2")
-
-BLOCKER = textwrap.dedent(f"""
-    import importlib.abc, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {HEAVY!r}:
-                raise ImportError(f"blocked heavy import: {{name}}")
-    sys.meta_path.insert(0, Block())
-""")
-
-
-def run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120)
+from support import run_without_heavy_imports as run
 
 
 def test_client_works_without_torch_or_onnx():
