@@ -139,9 +139,8 @@ def run_export(argv: list[str]) -> int:
                               parity=not args.skip_parity, progress=not args.no_progress,
                               precision=args.precision, cache_dir=args.cache_dir, plan=args.plan,
                               target_gpu=target_gpu, release=args.release)
-        times = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
         print(f"{spec.name}: {result.model_dir} ({options.target}), ONNX {result.onnx_bytes / 1e6:.1f} MB; "
-              f"parity: {result.parity}; {times}")
+              f"parity: {result.parity}; {result.times}")
     return 0
 
 

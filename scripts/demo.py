@@ -67,8 +67,7 @@ def export_all(repository: Path, work: Path, models: tuple[str, ...]) -> dict[st
             result = export_model(spec, ServingOptions.for_target("local"), repository, weights="none",
                                   work_dir=work)
             weights_used[name] = "random"
-        times = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
-        print(f"  {name}: ONNX {result.onnx_bytes / 1e6:.1f} MB; {times}\n    parity: {result.parity}")
+        print(f"  {name}: ONNX {result.onnx_bytes / 1e6:.1f} MB; {result.times}\n    parity: {result.parity}")
     return weights_used
 
 

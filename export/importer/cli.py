@@ -105,9 +105,8 @@ def run_import(argv: list[str]) -> int:
     result = import_source(source, spec, options, args.output, work_dir=args.work_dir, parity=not args.skip_parity,
                            precision=args.precision, cache_dir=args.cache_dir,
                            seconds={"inspect": time.perf_counter() - started})
-    times = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     head = "ArgMax" if spec.output_kind == "scores" else \
         f"map > {spec.foreground_threshold:g}" + (" after min-max" * spec.minmax)
     print(f"{spec.name}: {result.model_dir} ({options.target}), {spec.height}x{spec.width}, {spec.num_classes} classes "
-          f"({head}), ONNX {result.onnx_bytes / 1e6:.1f} MB; parity: {result.parity}; {times}")
+          f"({head}), ONNX {result.onnx_bytes / 1e6:.1f} MB; parity: {result.parity}; {result.times}")
     return 0
