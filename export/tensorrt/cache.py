@@ -15,21 +15,16 @@ unique temporary name and renamed into place (``os.replace`` is atomic on POSIX)
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
-from typing import Iterator
 
-from export.errors import ExportError
+from export import locks
 from export.tensorrt.gpu import GpuInfo
 
 TIMING_CACHE = "timing.cache"
-LOCK_POLL_S = 1.0
 
 
 def segserve_version() -> str:
@@ -78,26 +73,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, timeout_s: float) -> Iterator[None]:
-    """An exclusive ``fcntl`` lock on ``path`` (created if missing), waited for at most ``timeout_s`` seconds.
-
-    fcntl/flock locks are released by the kernel when the holder dies, so a killed build never leaves a stale lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    with open(path, "a+b") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise ExportError(f"Waited {timeout_s:.0f} s for the lock {path}: another build of this engine "
-                                      "is still running. Try again later or raise --lock-timeout.") from None
-                time.sleep(LOCK_POLL_S)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def file_lock(path: Path, timeout_s: float):
+    """The lock around one engine build (or one timing-cache merge), waited for at most ``timeout_s`` seconds."""
+    return locks.file_lock(path, timeout_s, busy="another build of this engine is still running. Try again later or "
+                                                 "raise --lock-timeout.")
