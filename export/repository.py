@@ -14,6 +14,7 @@ from pathlib import Path
 from export.config import ServingOptions, render_config
 from export.errors import ExportError
 from export.layout import ARTIFACTS, CONFIG_FILE, LABELS_FILE, VERSION, served_sidecar_path, sidecar_path
+from export.locks import file_lock
 from export.spec import ModelSpec
 from export.tensorrt.sidecar import check_plan_for_gpu
 
@@ -37,8 +38,17 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
         sidecar = check_plan_for_gpu(plan_path, target_gpu)
         if sidecar.model != spec.name:
             raise ExportError(f"Engine {plan_path} was built for `{sidecar.model}`, not `{spec.name}`.")
-    model_dir = repository / spec.name
     repository.mkdir(parents=True, exist_ok=True)
+    # One writer at a time per repository (pods of the chart may share one): the clean-up below then only ever
+    # meets what dead writers left.
+    with file_lock(write_lock_path(repository), WRITE_LOCK_TIMEOUT_S,
+                   busy=f"another export is writing into {repository}; try again when it has finished."):
+        return _write_locked(spec, options, repository, onnx_path, plan_path, version)
+
+
+def _write_locked(spec: ModelSpec, options: ServingOptions, repository: Path, onnx_path: Path | None,
+                  plan_path: Path | None, version: int) -> Path:
+    model_dir = repository / spec.name
     work = _staging_root(repository)
     _recover(repository, work, spec.name)
     # The new model is built beside the old one, on the same file system, and swapped in with one rename: an
@@ -67,6 +77,7 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
 
 STAGING = ".staging-"
 ASIDE = ".old-"
+WRITE_LOCK_TIMEOUT_S = 600.0  # a write is links and small files; copying a plan across file systems takes longer
 RENAME_EXCHANGE = 2  # linux/fs.h
 
 
@@ -119,6 +130,13 @@ def _staging_root(repository: Path) -> Path:
     except OSError:
         pass
     return repository
+
+
+def write_lock_path(repository: Path) -> Path:
+    """The lock file of ``repository``'s writers, beside its staging folder (a file: Triton only takes folders for
+    models, so inside a repository that is a mount point of its own it is ignored too)."""
+    work = _staging_root(repository)
+    return work / ".segserve-write.lock" if work == repository.resolve() else work.with_name(work.name + ".lock")
 
 
 def _recover(repository: Path, work: Path, name: str) -> None:
