@@ -24,9 +24,15 @@ def fp16_exports(tmp_path_factory):
     return make_fp16_exports(tmp_path_factory.mktemp("fp16"))
 
 
-# Known open (issue #7): with the final non-degenerate fixture the UNet's FP16 graph agrees on 99.45% of pixels
-# (worst of 4 images), under the 99.5% gate; damping the encoder's residual branches does not help (0.1: 99.451%,
-# 0.05: 99.445%), so the loss is in the decoder. Strict: the mark must go once the gate passes.
+# Known open (issue #7): the UNet's FP16 graph agrees on 99.45% of pixels (worst of 4 images), under the 99.5% gate.
+# Measured with the FP16 pass varied per stage: not in the decoder (all 10 decoder convolutions FP32: 99.41%); an FP32
+# encoder gives 99.70% but leaves 10 of 47 convolutions FP16. The error is ordinary FP16 rounding spread over the
+# encoder (logit error 0.57% of the logits' std with every FP16 tensor rounded, 0.19% with the encoder FP32; rounding
+# only the normalised image costs 0.19-0.25% of pixels) and amplified by the decoder, against random-weight logits
+# whose top-2 margin is under 0.0011 (0.13% of their std) on 0.5% of the pixels. No FP32 island that keeps >= 80% of
+# the convolutions FP16 passes by more than a few pixels. ONNX Runtime's CPU provider runs this FP16 region in FP32
+# (only weights and the region's inputs are rounded); with every FP16 tensor rounded, as a strongly typed engine
+# stores them, the same image agrees on 99.09%. Strict: the mark must go once the gate passes.
 UNET_FP16_OPEN = pytest.mark.xfail(strict=True, raises=Exception,
                                    reason="UNet FP16 graph at 99.45% < 99.5% on the test fixture (issue #7, open)")
 
