@@ -19,6 +19,11 @@ def io(name, dtype, shape=(1, 3, 8, 8)):
     return helper.make_tensor_value_info(name, dtype, list(shape))
 
 
+def out(name):
+    """A float graph output of unknown shape."""
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
 def model(nodes, inputs, outputs, initializers=(), opset=17):
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
@@ -41,15 +46,28 @@ def test_a_patch_release_and_a_newer_release_use_the_newest_table_not_newer_than
     assert sc.support_table("10.1.0")["_meta"]["tensorrt"] == "10.1"
     assert sc.support_table("10.1")["_meta"]["tensorrt"] == "10.1"
     assert sc.support_table("10.7.0")["_meta"]["tensorrt"] == "10.1"
+    assert sc.support_table("10.16.0")["_meta"]["tensorrt"] == "10.16"
+    assert sc.support_table("10.15")["_meta"]["tensorrt"] == "10.1"  # no 10.15 table: 10.1, never a newer one
+    assert sc.support_table("11.0")["_meta"]["tensorrt"] == "10.16"
+    assert sc.support_table("11.4.0")["_meta"]["tensorrt"] == "11.1"
     assert sc.support_table(None)["_meta"]["tensorrt"] == max(sc.available_tables(), key=sc._version_key)
 
 
 def test_a_release_older_than_every_table_is_refused_with_the_tables_listed():
     with pytest.raises(ExportError, match=r"^No TensorRT operator table for TensorRT 10\.0\.1: tables exist for "
-                                          r"10\.1\. Generate one with scripts/trt_ops_table\.py\.$"):
+                                          r"10\.1, 10\.16, 11\.1\. Generate one with scripts/trt_ops_table\.py\.$"):
         sc.support_table("10.0.1")
     with pytest.raises(ExportError, match=r"for TensorRT 9\.6:"):
         sc.support_table("9.6")
+
+
+def test_each_release_gets_the_table_of_its_tensorrt_and_an_unverified_one_the_newest():
+    """export/data/releases.json: 24.10 = TensorRT 10.5, 24.12 = 10.7, 25.01 = 10.8 (10.1 table); 26.07 = null."""
+    assert sc.release_target("24.10") == ("10.5.0", "operator table 10.1 for TensorRT 10.5.0 of NGC 24.10")
+    assert sc.release_target("25.01")[1] == "operator table 10.1 for TensorRT 10.8.0 of NGC 25.01"
+    assert sc.release_target("26.07") == (None, "operator table 11.1, the newest: the TensorRT of NGC 26.07 "
+                                                "(nvcr.io/nvidia/tritonserver:26.07-py3) is not verified")
+    assert sc.release_target() == sc.release_target("26.07")  # the default release
 
 
 def test_versions_compare_numerically_by_major_and_minor():
@@ -288,3 +306,77 @@ def test_a_cast_from_an_unlisted_type_is_refused():
     m = model([helper.make_node("Cast", ["x"], ["y"], name="c", to=TensorProto.INT8)], [io("x", TensorProto.FLOAT)],
               [io("y", TensorProto.INT8)])
     assert found(m) == [("c", "Cast", f"tensor `y` is INT8; supported: {cast_types}")]
+
+
+# --- "resolvable to a constant" (10.14+) vs "must be an initializer" (10.1) ------------------------------------------
+
+def _squeeze(axes_nodes, axes_name, inputs=(), dims=(1, 3, 1, 8)):
+    """Squeeze(x, axes) where `axes` comes from ``axes_nodes`` (and graph ``inputs``)."""
+    nodes = [*axes_nodes, helper.make_node("Squeeze", ["x", axes_name], ["y"], name="sq")]
+    return model(nodes, [io("x", TensorProto.FLOAT, dims), *inputs], [out("y")], opset=17)
+
+
+def _const(name, values):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(values, np.int64)))
+
+
+SQUEEZE_11 = "`axes` must be resolvable to a constant."
+
+
+@pytest.mark.parametrize("version", ["10.16", "11.1"])
+def test_squeeze_axes_that_tensorrt_can_fold_pass_from_10_16_on(version):
+    """An initializer, a Constant node, arithmetic on constants and values taken from shapes are all folded by
+    TensorRT at build time: not refused (the checker must not be stricter than TensorRT)."""
+    init = numpy_helper.from_array(np.array([2], np.int64), "axes")
+    m = _squeeze([], "axes")
+    m.graph.initializer.append(init)
+    assert found(m, version) == []
+    assert found(_squeeze([_const("axes", [2])], "axes"), version) == []
+    folded = [_const("a", [1]), _const("one", [1]), helper.make_node("Add", ["a", "one"], ["axes"])]
+    assert found(_squeeze(folded, "axes"), version) == []
+    from_shape = [helper.make_node("Shape", ["x"], ["s"]), _const("i", [0]),
+                  helper.make_node("Gather", ["s", "i"], ["g"]), _const("one", [1]),
+                  helper.make_node("Add", ["g", "one"], ["axes"])]  # x's dim 0 (1) + 1: axis 2
+    assert found(_squeeze(from_shape, "axes"), version) == []
+
+
+@pytest.mark.parametrize("version", ["10.16", "11.1"])
+def test_squeeze_axes_computed_from_a_network_inputs_values_are_refused(version):
+    nodes = [_const("one", [1]), helper.make_node("Add", ["k", "one"], ["axes"], name="add")]
+    m = _squeeze(nodes, "axes", inputs=[io("k", TensorProto.INT64, (1,))])
+    assert found(m, version) == [("sq", "Squeeze", f"input 1 (`axes`) is computed from a network input's values: "
+                                                   f"{SQUEEZE_11}")]
+
+
+def test_squeeze_axes_from_a_shape_still_need_an_initializer_in_10_1():
+    """10.1-GA: "`axes` must be an initializer" (a Constant node counts: the parser imports it as weights)."""
+    from_shape = [helper.make_node("Shape", ["x"], ["s"]), _const("i", [0]),
+                  helper.make_node("Gather", ["s", "i"], ["axes"])]
+    assert found(_squeeze(from_shape, "axes"), "10.1") == [
+        ("sq", "Squeeze", "input 1 (`axes`) is computed at run time: `axes` must be an initializer")]
+    assert found(_squeeze([_const("axes", [2])], "axes"), "10.1") == []
+
+
+@pytest.mark.parametrize(("version", "text"), [("10.1", "`axes` must be an initializer"), ("10.16", None),
+                                               ("11.1", None)])
+def test_pad_and_slice_axes_are_restricted_in_10_1_only(version, text):
+    """operators.md: Pad/Slice "`axes` must be an initializer" in 10.1-GA, no restriction in 10.16 and 11.1."""
+    nodes = [helper.make_node("Slice", ["x", "st", "en", "ax"], ["y"], name="sl")]
+    inits = [numpy_helper.from_array(np.array([0], np.int64), "st"),
+             numpy_helper.from_array(np.array([1], np.int64), "en")]
+    m = model(nodes, [io("x", TensorProto.FLOAT), io("ax", TensorProto.INT64, (1,))],
+              [out("y")], inits)
+    expected = [] if text is None else [("sl", "Slice", f"input 3 (`ax`) is computed at run time: {text}")]
+    assert found(m, version) == expected
+
+
+@pytest.mark.parametrize("version", ["10.1", "10.16", "11.1"])
+def test_pooling_beyond_3d_and_dilated_pooling_are_refused(version):
+    """operators.md: MaxPool "2D or 3D pooling only. ... `dilations` must be empty or all ones"."""
+    m = model([helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2])],
+              [io("x", TensorProto.FLOAT, (1, 3, 8))], [out("y")])
+    assert found(m, version) == [("p", "MaxPool", "input 0 has rank 3 (1 spatial dimensions): 2D or 3D pooling only.")]
+    m = model([helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2], dilations=[2, 2])],
+              [io("x", TensorProto.FLOAT)], [out("y")])
+    assert found(m, version) == [
+        ("p", "MaxPool", "dilations=[2, 2] unsupported: `dilations` must be empty or all ones")]

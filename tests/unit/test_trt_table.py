@@ -1,16 +1,22 @@
 """Table-driven tests of the static TensorRT checker: the cases are derived from the operator table file itself, so a
 regenerated table is tested row by row without editing this file.
 
-For every row: an unsupported op is refused; a supported op with a clean node passes; input 0 of a type the row does
-not list is refused; each restriction (initializer inputs, constant limits, attribute values, output counts, spatial
-rank) is refused when violated. Ops missing from the table (every other standard ONNX op, an invented op, a custom
-domain) are refused, and opsets outside the table's range are reported. A restriction kind this file does not know
-fails the test: the checker and this test must learn it together.
+Every table in export/tensorrt/data is tested (10.1, 10.16, 11.1 ...). For every row: an unsupported op is refused; a
+supported op with a clean node passes; input 0 of a type the row does not list is refused; each restriction (initializer
+and build-time-constant inputs, constant limits, zero inputs, absent inputs and attributes, attribute values, output
+counts, spatial and input ranks, input types) is refused when violated. Every restriction sentence of the source
+operators.md is either such a rule or listed as unchecked with a reason. Ops missing from the table (every other
+standard ONNX op, an invented op, a custom domain) are refused, and opsets outside the table's range are reported. A
+restriction kind this file does not know fails the test: the checker and this test must learn it together.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +34,10 @@ def check(model, version):
     return _checker.check_model(model, "m", version)
 
 
-KNOWN_RULES = {"initializer_input", "max_constant_input", "attribute_in", "max_outputs", "spatial_rank"}
+KNOWN_RULES = {"initializer_input", "constant_input", "max_constant_input", "zero_input", "absent_input", "input_type",
+               "attribute_in", "attribute_ones", "symmetric_pads", "absent_attributes", "max_outputs", "spatial_rank",
+               "input_rank"}
+ROOT = Path(__file__).resolve().parents[2]
 DTYPES = {"FP32": TensorProto.FLOAT, "FP16": TensorProto.FLOAT16, "INT32": TensorProto.INT32,
           "INT8": TensorProto.INT8, "BOOL": TensorProto.BOOL, "INT64": TensorProto.INT64,
           "BF16": TensorProto.BFLOAT16, "DOUBLE": TensorProto.DOUBLE}
@@ -105,7 +114,7 @@ def clean_kwargs(row):
     kwargs = {"initializers": {}, "attributes": {}, "rank": 4}
     for rule in row.get("restrictions", []):
         kind = rule["rule"]
-        if kind == "initializer_input":
+        if kind in ("initializer_input", "constant_input"):
             kwargs["initializers"].setdefault(rule["index"], np.array([1], np.int64))
         elif kind == "max_constant_input":
             kwargs["initializers"][rule["index"]] = np.array([rule["max"]], np.int64)
@@ -113,6 +122,10 @@ def clean_kwargs(row):
             kwargs["attributes"][rule["name"]] = rule["allowed"][0]
         elif kind == "spatial_rank":
             kwargs["rank"] = 2 + rule["allowed"][0]
+        elif kind == "input_rank":
+            kwargs["rank"] = rule["allowed"][0]
+        # zero_input, absent_input, input_type, attribute_ones, symmetric_pads, absent_attributes, max_outputs: a
+        # node without that input or attribute, with one output, is clean.
     return kwargs
 
 
@@ -157,9 +170,22 @@ def test_each_restriction_is_enforced(version, op, row, index):
     rule = row["restrictions"][index]
     kind = rule["rule"]
     kwargs = clean_kwargs(row)
-    if kind == "initializer_input":
+    if kind in ("initializer_input", "constant_input"):
         kwargs["initializers"].pop(rule["index"])
-        kwargs["runtime"] = (rule["index"],)  # the same input, computed at run time
+        kwargs["runtime"] = (rule["index"],)  # the same input, a network input's values
+    elif kind == "absent_input":
+        kwargs["runtime"] = (rule["index"],)
+    elif kind == "zero_input":
+        kwargs["initializers"][rule["index"]] = np.array([1], np.int8)
+    elif kind == "input_type":
+        kwargs["initializers"][rule["index"]] = np.array([1], np.int32)
+        assert rule["allowed"] == ["INT64"], rule
+    elif kind == "attribute_ones":
+        kwargs["attributes"][rule["name"]] = [2] * (kwargs["rank"] - 2)
+    elif kind == "symmetric_pads":
+        kwargs["attributes"][rule["name"]] = [0] * (kwargs["rank"] - 2) + [1] * (kwargs["rank"] - 2)
+    elif kind == "absent_attributes":
+        kwargs["attributes"][rule["names"][0]] = 1
     elif kind == "max_constant_input":
         kwargs["initializers"][rule["index"]] = np.array([rule["max"] + 1], np.int64)
     elif kind == "attribute_in":
@@ -168,7 +194,9 @@ def test_each_restriction_is_enforced(version, op, row, index):
     elif kind == "max_outputs":
         kwargs["outputs"] = rule["max"] + 1
     elif kind == "spatial_rank":
-        kwargs["rank"] = 2 + next(r for r in range(1, 8) if r not in rule["allowed"])
+        kwargs["rank"] = 2 + next(r for r in range(1, 6) if r not in rule["allowed"])
+    elif kind == "input_rank":
+        kwargs["rank"] = next(r for r in range(2, 8) if r not in rule["allowed"])
     else:
         pytest.fail(f"unknown restriction kind {kind!r}")
     found = problems(check(node_model(op, row, version=version, **kwargs), version))
@@ -179,12 +207,59 @@ def test_a_missing_required_initializer_input_is_refused():
     for version, table in TABLES.items():
         for op, row in table["operators"].items():
             for rule in row.get("restrictions", []):
-                if rule["rule"] == "initializer_input" and not rule.get("optional") and rule["index"] > 0:
+                if rule["rule"] in ("initializer_input", "constant_input") and not rule.get("optional") \
+                        and rule["index"] > 0:
                     kwargs = clean_kwargs(row)
                     kwargs["initializers"].pop(rule["index"])
                     model = node_model(op, row, version=version, omitted=(rule["index"],), **kwargs)
                     found = problems(check(model, version))
                     assert any(f"input {rule['index']} missing" in p for p in found), (op, found)
+
+
+def _sentences(text):
+    """The restriction column split into sentences (at '. ' and <br />), independently of the generator."""
+    return [s.strip() for s in re.split(r"(?<=\.)\s+|<br\s*/?>", text) if s.strip()]
+
+
+@pytest.mark.parametrize("version", sorted(TABLES))
+def test_every_restriction_sentence_is_a_rule_or_unchecked_with_a_reason(version):
+    """No silent drops: each sentence of a supported row's Restrictions text is the text of a rule the checker
+    enforces, or listed under `unchecked` with a reason (scripts/trt_ops_table.py UNCHECKED)."""
+    rules = unchecked = 0
+    for op, row in TABLES[version]["operators"].items():
+        if not row["supported"]:
+            assert not row["restrictions"] and "unchecked" not in row, op
+            continue
+        enforced = {r["text"] for r in row["restrictions"]}
+        allowed = {u["text"]: u["reason"] for u in row.get("unchecked", [])}
+        assert all(reason.strip() for reason in allowed.values()), (op, allowed)
+        assert not enforced & set(allowed), (op, enforced & set(allowed))
+        for sentence in _sentences(row.get("text", "")):
+            assert sentence in enforced or sentence in allowed, f"{version} {op}: {sentence!r} dropped silently"
+        rules += len(row["restrictions"])
+        unchecked += len(allowed)
+    assert rules > 0
+
+
+def test_the_tables_are_what_the_saved_operators_md_files_generate():
+    """scripts/trt_ops/operators_trt<version>.md + sources.json regenerate every committed table byte for byte."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "trt_ops_table.py"), "--all", "--check"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((ROOT / "scripts" / "trt_ops" / "sources.json").read_text())
+    assert sorted(v for v in saved if not v.startswith("_")) == sorted(TABLES)
+    for version, table in TABLES.items():
+        meta = table["_meta"]
+        assert meta["tensorrt"] == version and meta["commit"] == saved[version]["commit"]
+        assert re.fullmatch(r"[0-9a-f]{40}", meta["commit"]) and "onnx/onnx-tensorrt" in meta["source"]
+
+
+def test_the_pooling_spatial_rank_rule_is_in_every_table():
+    """operators.md (every release here): MaxPool/AveragePool "2D or 3D pooling only" is a spatial_rank rule."""
+    for version, table in TABLES.items():
+        for op in ("MaxPool", "AveragePool"):
+            assert {"rule": "spatial_rank", "allowed": [2, 3]}.items() <= next(
+                r for r in table["operators"][op]["restrictions"] if r["rule"] == "spatial_rank").items(), version
 
 
 def _unlisted_standard_ops(version):
