@@ -25,7 +25,8 @@ def import_parser() -> argparse.ArgumentParser:
         prog="python -m export import", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Wrap your ONNX segmentation network in the segserve contract (uint8 NHWC in, normalisation "
                     "and ArgMax/threshold in the graph, uint8 MASK out), check it against the raw ONNX and a numpy "
-                    "reference and against TensorRT 10's parser rules, and write it into a Triton model repository.")
+                    "reference and against TensorRT's ONNX parser rules (the operator table of the default release's "
+                    "TensorRT; the newest while that is unverified), and write it into a Triton model repository.")
     p.add_argument("onnx", type=Path, help="the network's ONNX file")
     p.add_argument("--name", help="served model name (default: the file's stem)")
     p.add_argument("--size", type=int, nargs="+", metavar="PX",

@@ -96,16 +96,17 @@ def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> None:
 def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions) -> str:
     """TensorRT's ONNX parser rules (export/tensorrt/static_check.py) on the wrapped graph: an error for the tensorrt
     target, a warning otherwise (ONNX Runtime serves what TensorRT would refuse)."""
-    from export.tensorrt.static_check import check_onnx_file
+    from export.tensorrt.static_check import check_onnx_file, release_target
 
-    findings = check_onnx_file(path, spec.name)
+    tensorrt, table = release_target()
+    findings = check_onnx_file(path, spec.name, tensorrt)
     if not findings:
-        return "TensorRT 10 static check: no findings"
+        return f"TensorRT static check ({table}): no findings"
     listing = "; ".join(str(f) for f in findings[:3]) + (f"; ... {len(findings) - 3} more" if len(findings) > 3 else "")
     if options.target == "tensorrt" or options.trt_accelerator:
-        raise ExportError(f"`{spec.name}` will not parse in TensorRT 10: {listing}.")
-    log.warning("`%s` would not parse in TensorRT 10 (fine for ONNX Runtime targets): %s", spec.name, listing)
-    return f"TensorRT 10 static check: {len(findings)} findings"
+        raise ExportError(f"`{spec.name}` will not parse in TensorRT ({table}): {listing}.")
+    log.warning("`%s` would not parse in TensorRT (%s; fine for ONNX Runtime targets): %s", spec.name, table, listing)
+    return f"TensorRT static check ({table}): {len(findings)} findings"
 
 
 def to_fp16(onnx_path: Path, spec: ModelSpec) -> str:

@@ -12,7 +12,8 @@ there.
 - ``build``: ONNX -> serialized strongly typed engine (the TensorRT API calls) and the cached build around it;
 - ``served``: ``build-engine``'s output, a complete served ``tensorrt_plan`` model directory;
 - ``verify``: an engine vs ONNX Runtime on the same images;
-- ``static_check`` + ``data/``: every ONNX node against onnx-tensorrt's operator table;
+- ``static_check`` + ``data/``: every ONNX node against onnx-tensorrt's operator table of the target TensorRT (tables
+  10.1, 10.16, 11.1; a release whose TensorRT is unverified, like the default NGC 26.07, gets the newest);
 - ``rewrite``: graph rewrites that make exported graphs parse (UINT8 boundary, NonZero input);
 - ``cli``: ``python -m export build-engine`` and ``python -m export verify``.
 """

@@ -1,9 +1,10 @@
 """Graph rewrites that make exported graphs parse in TensorRT and still run (bit for bit) in ONNX Runtime.
 
 Each rewrite preserves the graph's meaning exactly; the parity check and the FP16 gate run on the rewritten graph.
-The rules come from onnx-tensorrt's ``docs/operators.md`` (release 10.1-GA, the newest stored here; the table in
-``export/tensorrt/data`` records which) and TensorRT's type rules for UINT8 (``NvInfer.h`` ``DataType::kUINT8``:
-network I/O only, converted by a cast to/from FP32 or FP16):
+The rules come from onnx-tensorrt's ``docs/operators.md`` (10.1-GA 96e78110, 10.16 6bde6596 and 11.1 7c51a63a: all
+three keep NonZero at FP32/FP16 and the UINT8 network-I/O note, so every rewrite below is still needed with the 11.1
+table; the tables in ``export/tensorrt/data`` record the sources) and TensorRT's type rules for UINT8 (``NvInfer.h``
+``DataType::kUINT8``: network I/O only, converted by a cast to/from FP32 or FP16):
 
 - ``NonZero`` takes FP32/FP16 only: a BOOL/integer input gets a ``Cast`` to FLOAT in front (torchvision's
   ``torch.where(mask)`` exports NonZero on BOOL masks).

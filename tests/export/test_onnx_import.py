@@ -13,6 +13,10 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.__main__ import main  # noqa: E402
+from export.tensorrt.static_check import release_target  # noqa: E402
+
+# The default release (NGC 26.07) has no verified TensorRT: the newest table, named in the summary.
+NO_FINDINGS = f"TensorRT static check ({release_target()[1]}): no findings"
 
 
 def save(tmp_path, nodes, inputs, outputs, initializers=(), opset=17, name="net.onnx"):
@@ -81,7 +85,7 @@ def test_class_scores_become_an_argmax_mask_with_rgb_channel_order(tmp_path, cap
                                  "--mean", 0, 0, 0, "--std", 1, 1, 1, "--output", repo, "--work-dir", tmp_path / "w"],
                                 capsys)
     assert code == 0, err
-    assert "pixel agreement 100.000000%" in out and "TensorRT 10 static check: no findings" in out
+    assert "pixel agreement 100.000000%" in out and NO_FINDINGS in out
     images = colour_patches()
     got = served(repo, "colours", images)
     thirds = np.array_split(np.arange(64), 3)
@@ -103,7 +107,7 @@ def test_foreground_logits_are_resized_thresholded_and_min_maxed(tmp_path, capsy
     code, out, err = run_import([net, "--name", "bright", "--size", 64, 96, "--mean", .5, .5, .5, "--std", 1, 1, 1,
                                  "--probs", "--output", repo, "--work-dir", tmp_path / "w"], capsys)
     assert code == 0, err
-    assert "TensorRT 10 static check: no findings" in out  # the wrapper's Resize/Reduce*/Squeeze forms parse
+    assert NO_FINDINGS in out  # the wrapper's Resize/Reduce*/Squeeze forms parse
     image = np.full((64, 96, 3), 40, np.uint8)
     image[:, :48] = 220
     got = served(repo, "bright", image[None])
@@ -192,8 +196,10 @@ def test_a_tensorrt_finding_fails_an_import_for_tensorrt_but_only_warns_for_onnx
                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     spec = get_spec("unet")
     assert "1 findings" in static_tensorrt_check(path, spec, ServingOptions.for_target("local"))
-    assert "would not parse in TensorRT 10" in caplog.text
-    with pytest.raises(ExportError, match=r"will not parse in TensorRT 10: unet: node `dedupe` \(Unique\)"):
+    assert "would not parse in TensorRT (operator table 11.1" in caplog.text
+    with pytest.raises(ExportError, match=r"will not parse in TensorRT \(operator table 11\.1, the newest: the "
+                       r"TensorRT of NGC 26\.07 \(nvcr\.io/nvidia/tritonserver:26\.07-py3\) is not verified\): "
+                       r"unet: node `dedupe` \(Unique\)"):
         static_tensorrt_check(path, spec, ServingOptions.for_target("onnxruntime", trt_accelerator=True))
 
 
@@ -288,7 +294,7 @@ def test_u2netp_is_exported_from_its_pinned_file_through_the_import_path(tmp_pat
     repo = tmp_path / "repo"
     code = main(["u2netp", "--output", str(repo), "--work-dir", str(tmp_path / "w"), "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 0 and "raw ONNX + numpy reference" in out and "TensorRT 10 static check: no findings" in out
+    assert code == 0 and "raw ONNX + numpy reference" in out and NO_FINDINGS in out
     model = onnx.load(str(repo / "u2netp" / "1" / "model.onnx"))
     props = {p.key: p.value for p in model.metadata_props}
     assert ModelSpec.from_json(props["segserve.spec"]) == get_spec("u2netp")

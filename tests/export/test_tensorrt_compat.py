@@ -14,22 +14,34 @@ from onnx import TensorProto, helper  # noqa: E402
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_exported_graph_passes_the_static_tensorrt_check(exported, name):
+    """The default check (newest table: NGC 26.07's TensorRT is unverified) and every older table, which the
+    releases in export/data/releases.json with TensorRT 10.5-10.8 are checked against."""
     findings = check_onnx_file(exported[name].onnx_path, name)
     assert not findings, "\n".join(map(str, findings))
+    for version in available_tables():
+        findings = check_onnx_file(exported[name].onnx_path, name, version)
+        assert not findings, "\n".join(map(str, findings))
 
 
-def test_support_table_names_its_tensorrt_version_and_source():
-    meta = support_table()["_meta"]
-    assert "onnx-tensorrt" in meta["source"] and "operators.md" in meta["source"] and len(meta["commit"]) == 40
-    assert meta["opset_range"] == [9, 20] and meta["generated_by"] == "scripts/trt_ops_table.py"
-    ops = support_table()["operators"]
+@pytest.mark.parametrize(("version", "opsets"), [("10.1", [9, 20]), ("10.16", [9, 24]), ("11.1", [9, 24])])
+def test_support_table_names_its_tensorrt_version_and_source(version, opsets):
+    meta = support_table(version)["_meta"]
+    assert "onnx/onnx-tensorrt" in meta["source"] and "operators.md" in meta["source"] and len(meta["commit"]) == 40
+    assert meta["opset_range"] == opsets and meta["generated_by"] == "scripts/trt_ops_table.py"
+    assert meta["tensorrt"] == version
+    ops = support_table(version)["operators"]
     assert ops["RoiAlign"]["supported"] and not ops["Unique"]["supported"]
     assert [r["rule"] for r in ops["TopK"]["restrictions"]] == ["attribute_in", "max_constant_input"]
 
 
+def test_the_default_check_uses_the_newest_table():
+    assert support_table()["_meta"]["tensorrt"] == "11.1"
+
+
 def test_the_checker_takes_the_target_tensorrt_version():
     newest = max(available_tables(), key=lambda v: tuple(map(int, v.split("."))))
-    assert support_table("10.5.0")["_meta"]["tensorrt"] == newest  # no 10.5 table: the newest not newer than it
+    assert support_table("10.5.0")["_meta"]["tensorrt"] == "10.1"  # no 10.5 table: the newest not newer than it
+    assert support_table("12.0")["_meta"]["tensorrt"] == newest
     with pytest.raises(ExportError, match=r"No TensorRT operator table for TensorRT 8\.6"):
         support_table("8.6")
 
@@ -131,4 +143,7 @@ def test_nonzero_on_bool_is_rewritten_and_still_runs_in_onnx_runtime():
 def test_opset_outside_the_supported_range_is_caught():
     m = graph([helper.make_node("Relu", ["x"], ["y"])], [vi("x", TensorProto.FLOAT, [2])],
               [vi("y", TensorProto.FLOAT, None)], opset=22)
-    assert "opset 22 outside TensorRT 10.1's supported range 9..20" in str(check_model(m, "toy")[0])
+    assert "opset 22 outside TensorRT 10.1's supported range 9..20" in str(check_model(m, "toy", "10.1")[0])
+    assert check_model(m, "toy", "11.1") == []
+    m.opset_import[0].version = 25
+    assert "opset 25 outside TensorRT 11.1's supported range 9..24" in str(check_model(m, "toy")[0])

@@ -12,6 +12,10 @@ import pytest
 from quokka import VARIANTS, iou, make_variants, missing
 from support import TOOLS
 
+from export.tensorrt.static_check import release_target
+
+NO_FINDINGS = f"TensorRT static check ({release_target()[1]}): no findings"
+
 pytestmark = pytest.mark.integration
 
 if not (TOOLS / "triton" / ".complete").exists():
@@ -49,7 +53,7 @@ def variants(tmp_path_factory):
 def test_u2netp_export_passed_parity_and_the_static_tensorrt_check(u2netp):
     _, result = u2netp
     assert "pixel agreement" in result.parity and "raw ONNX + numpy reference" in result.parity
-    assert "TensorRT 10 static check: no findings" in result.parity
+    assert NO_FINDINGS in result.parity
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
