@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.cli_options import add_serving_arguments, serving_options, setup_logging
+from export.cli_options import (add_release_argument, add_serving_arguments, check_engine_target, check_folders,
+                                serving_options, setup_logging)
 from export.errors import ExportError
 from export.layout import DEFAULT_WORK_DIR
 from export.spec import SPECS, get_spec
@@ -63,12 +64,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise ExportError(f"Checkpoint `{args.checkpoint}` does not exist. Pass a state-dict file saved with "
                           "torch.save.")
-    for flag, path in (("--output", args.output), ("--work-dir", args.work_dir), ("--cache-dir", args.cache_dir)):
-        if path is None:
-            continue
-        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise ExportError(f"Bad {flag} `{path}`: `{blocker}` is a file; name a folder (it is created if missing).")
+    check_folders(args)
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -94,8 +90,7 @@ def export_parser() -> argparse.ArgumentParser:
                    help="precision of the ONNX graph (and so of a TensorRT engine built from it): fp16 is mixed "
                         "precision, FP32 where numerics need it, gated against FP32 PyTorch at export (default: fp16 "
                         "for GPU targets, fp32 on CPU)")
-    p.add_argument("--release", metavar="YY.MM", help="tensorrt target: NGC release of the serving Triton image; "
-                   "the installed TensorRT must be its version (default: the version table's default)")
+    add_release_argument(p)
     p.add_argument("--plan", type=Path, help="tensorrt target: assemble from this prebuilt engine (its sidecar must "
                    "match the target GPU) instead of building one")
     p.add_argument("--target-gpu", metavar="NAME:CC", help="tensorrt target with --plan: the GPU the repository is for, "
@@ -127,13 +122,7 @@ def run_export(argv: list[str]) -> int:
         raise ExportError("--plan and --target-gpu apply to --target tensorrt only.")
     if args.plan and len(specs) != 1:
         raise ExportError("--plan names one engine: export one model with it.")
-    if args.target == "tensorrt" and not args.plan:  # fail before minutes of ONNX export, not after
-        from export.tensorrt.build import installed_tensorrt
-        from export.tensorrt.gpu import detect_gpu
-        from export.tensorrt.sidecar import check_release
-
-        check_release(installed_tensorrt(), args.release)
-        detect_gpu()
+    check_engine_target(args)
     for spec in specs:
         result = export_model(spec, options, args.output, weights=weights, work_dir=args.work_dir,
                               parity=not args.skip_parity, progress=not args.no_progress,

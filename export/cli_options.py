@@ -33,6 +33,39 @@ def add_serving_arguments(p: argparse.ArgumentParser, *, target_help: str) -> No
                    help="onnxruntime target on GPU: enable Triton's TensorRT execution accelerator in FP16")
 
 
+def add_release_argument(p: argparse.ArgumentParser) -> None:
+    """``--release``: the NGC release of the Triton that serves a TensorRT engine."""
+    p.add_argument("--release", metavar="YY.MM", help="tensorrt target: NGC release of the serving Triton image; "
+                   "the installed TensorRT must be its version (default: the version table's default)")
+
+
+def check_folders(args: argparse.Namespace) -> None:
+    """``--output --work-dir --cache-dir`` name folders (created if missing): a file in the way is a one-line error
+    in the first second, not after minutes of export."""
+    for flag, path in (("--output", args.output), ("--work-dir", args.work_dir), ("--cache-dir", args.cache_dir)):
+        if path is None:
+            continue
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ExportError(f"Bad {flag} `{path}`: `{blocker}` is a file; name a folder (it is created if missing).")
+
+
+def check_engine_target(args: argparse.Namespace) -> None:
+    """For an engine built here (``--target tensorrt`` without ``--plan``): the release is known, TensorRT is
+    installed and is that release's, and there is a GPU. Checked before minutes of export, not after."""
+    if args.target != "tensorrt" or getattr(args, "plan", None):
+        return
+    from export.releases import get_release
+    from export.tensorrt.build import installed_tensorrt
+    from export.tensorrt.gpu import detect_gpu
+    from export.tensorrt.sidecar import check_release
+
+    if args.release:
+        get_release(args.release)
+    check_release(installed_tensorrt(), args.release)
+    detect_gpu()
+
+
 def serving_options(args: argparse.Namespace) -> ServingOptions:
     """The parsed serving arguments as checked ``ServingOptions`` (a count out of range is a one-line error)."""
     if not 1 <= args.instances <= MAX_INSTANCES:

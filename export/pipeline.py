@@ -49,7 +49,8 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
 
     if spec.name in IMPORTED:  # a trained ONNX file (u2netp): exported through the import path, no PyTorch
         return export_builtin(spec, options, repository, weights=weights, work_dir=work_dir, parity=parity,
-                              precision=precision, cache_dir=cache_dir, plan=plan, target_gpu=target_gpu)
+                              precision=precision, cache_dir=cache_dir, plan=plan, target_gpu=target_gpu,
+                              release=release)
     from export.models import build_served_module
     from export.onnx_export import example_input, export_onnx
     from export.precision import default_precision

@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from export.cli_options import add_serving_arguments, serving_options, setup_logging
+from export.cli_options import (add_release_argument, add_serving_arguments, check_engine_target, check_folders,
+                                serving_options, setup_logging)
 from export.errors import ExportError
 from export.layout import DEFAULT_WORK_DIR
 from export.spec import IMAGENET_MEAN, IMAGENET_STD
@@ -56,6 +57,7 @@ def import_parser() -> argparse.ArgumentParser:
                    help="precision of the served graph (and of a TensorRT engine built from it): fp16 converts the "
                         "wrapped graph to mixed precision and gates it against the FP32 graph (default: fp16 for GPU "
                         "targets, fp32 on CPU)")
+    add_release_argument(p)
     p.add_argument("--cache-dir", type=Path, help="TensorRT engine and timing cache folder")
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="where ONNX files go (default: %(default)s)")
     p.add_argument("--skip-parity", action="store_true", help="do not run the parity check")
@@ -92,19 +94,15 @@ def run_import(argv: list[str]) -> int:
     unit = 255.0 * args.scale
     mean, std = tuple(m / unit for m in args.mean), tuple(s / unit for s in args.std)
     classes = read_classes(args.classes) if args.classes else None
-    if args.target == "tensorrt":
-        from export.tensorrt.build import installed_tensorrt
-        from export.tensorrt.gpu import detect_gpu
-
-        installed_tensorrt()
-        detect_gpu()
+    check_folders(args)
+    check_engine_target(args)
     started = time.perf_counter()
     source = inspect(args.onnx, size=size, output=args.onnx_output)
     spec = make_spec(args.name or args.onnx.stem, source, mean=mean, std=std, class_names=classes,
                      scores_are=args.scores, threshold=args.threshold, minmax=args.minmax, probs=args.probs,
                      max_batch_size=args.max_batch_size)
     result = import_source(source, spec, options, args.output, work_dir=args.work_dir, parity=not args.skip_parity,
-                           precision=args.precision, cache_dir=args.cache_dir,
+                           precision=args.precision, cache_dir=args.cache_dir, release=args.release,
                            seconds={"inspect": time.perf_counter() - started})
     head = "ArgMax" if spec.output_kind == "scores" else \
         f"map > {spec.foreground_threshold:g}" + (" after min-max" * spec.minmax)

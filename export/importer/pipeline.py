@@ -93,12 +93,13 @@ def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> None:
     os.replace(partial, path)
 
 
-def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions) -> str:
-    """TensorRT's ONNX parser rules (export/tensorrt/static_check.py) on the wrapped graph: an error for the tensorrt
-    target, a warning otherwise (ONNX Runtime serves what TensorRT would refuse)."""
+def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions, release: str | None = None) -> str:
+    """TensorRT's ONNX parser rules (export/tensorrt/static_check.py, the table of NGC ``release``'s TensorRT) on the
+    wrapped graph: an error for the tensorrt target, a warning otherwise (ONNX Runtime serves what TensorRT would
+    refuse)."""
     from export.tensorrt.static_check import check_onnx_file, release_target
 
-    tensorrt, table = release_target()
+    tensorrt, table = release_target(release)
     findings = check_onnx_file(path, spec.name, tensorrt)
     if not findings:
         return f"TensorRT static check ({table}): no findings"
@@ -134,8 +135,9 @@ def to_fp16(onnx_path: Path, spec: ModelSpec) -> str:
 def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions, repository: Path, *,
                   work_dir: Path = DEFAULT_WORK_DIR, parity: bool = True, precision: str | None = None,
                   cache_dir: Path | None = None, plan: Path | None = None, target_gpu=None,
-                  seconds: dict[str, float] | None = None) -> ExportResult:
-    """Wrap ``source`` as ``spec`` and write it into ``repository`` for ``options.target``."""
+                  release: str | None = None, seconds: dict[str, float] | None = None) -> ExportResult:
+    """Wrap ``source`` as ``spec`` and write it into ``repository`` for ``options.target`` (an engine: for the
+    Triton of NGC ``release``, default the version table's default)."""
     from export.importer.wrap import wrap
     from export.repository import write_model
 
@@ -159,7 +161,7 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
         seconds["parity"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    summary += "; " + static_tensorrt_check(onnx_path, spec, options)
+    summary += "; " + static_tensorrt_check(onnx_path, spec, options, release)
     seconds["trt-check"] = time.perf_counter() - started
 
     from export.precision import default_precision
@@ -174,7 +176,7 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
         from export.tensorrt.build import BuildOptions, build_engine
 
         started = time.perf_counter()
-        plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(),
+        plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(release=release),
                                  cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
         seconds["tensorrt"] = time.perf_counter() - started
 

@@ -349,3 +349,43 @@ def test_scale_one_with_pixel_unit_mean_std_is_the_same_normalisation(tmp_path, 
     np.testing.assert_allclose(specs[0].std, specs[1].std, rtol=1e-9)
     images = colour_patches()
     np.testing.assert_array_equal(served(repo, "default", images)["MASK"], served(repo, "pixels", images)["MASK"])
+
+
+def test_an_imported_model_builds_and_checks_for_the_release_asked(tmp_path, monkeypatch):
+    """`python -m export u2netp --target tensorrt --release 24.10` (and `import ... --release`): the engine is built
+    for that release and the static check uses its TensorRT's table, not the default release's. The build step is
+    a stand-in (no TensorRT here); everything around it is real."""
+    import export.tensorrt.build as build
+    from export.config import ServingOptions
+    from export.layout import served_sidecar_path
+    from export.pipeline import export_model
+    from export.spec import get_spec
+    from export.tensorrt.gpu import GpuInfo
+
+    gpu = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
+    real_build, releases_seen = build.build_engine, []
+
+    def build_without_tensorrt(onnx_path, *, spec, options, cache_dir, **kwargs):
+        releases_seen.append(options.release)
+        return real_build(onnx_path, spec=spec, options=options, cache_dir=cache_dir, tensorrt_version="10.5.0",
+                          gpu=gpu, builder=lambda *_: b"plan", **kwargs)
+
+    monkeypatch.setattr(build, "build_engine", build_without_tensorrt)
+    result = export_model(get_spec("u2netp"), ServingOptions.for_target("tensorrt"), tmp_path / "repo",
+                          work_dir=tmp_path / "w", parity=False, progress=False, precision="fp32", release="24.10",
+                          target_gpu=gpu)
+    assert releases_seen == ["24.10"]
+    assert json.loads(served_sidecar_path(result.model_dir).read_text())["release"] == "24.10"
+    assert "operator table 10.1 for TensorRT 10.5.0 of NGC 24.10" in result.parity
+
+
+def test_import_checks_its_release_and_folders_before_any_work(tmp_path, capsys):
+    net = channel_scores_net(tmp_path)
+    code, _, err = run_import([net, "--target", "tensorrt", "--release", "99.99", "--output", tmp_path / "repo",
+                               "--work-dir", tmp_path / "w"], capsys)
+    assert code == 1 and err.startswith("error: Unknown NGC release `99.99`. Known: 24.10, ")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run_import([net, "--output", blocker / "repo", "--work-dir", tmp_path / "w"], capsys)
+    assert code == 1 and f"Bad --output `{blocker / 'repo'}`: `{blocker}` is a file" in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "repo").exists()
