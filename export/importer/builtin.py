@@ -7,19 +7,16 @@ by ``scripts/fetch-tools.sh u2netp`` (``make tools``) into ``.tools/`` (``SEGSER
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
+from export.assets import assets, sha256
 from export.config import ServingOptions
 from export.errors import ExportError
 from export.spec import ModelSpec
-from export.tensorrt.sidecar import sha256
 
-ASSETS_FILE = Path(__file__).resolve().parent.parent / "data" / "assets.json"
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -41,14 +38,9 @@ def tools_dir() -> Path:
     return Path(os.environ.get("SEGSERVE_TOOLS", ROOT / ".tools"))
 
 
-@lru_cache(maxsize=1)
-def _assets() -> dict:
-    return json.loads(ASSETS_FILE.read_text())
-
-
 def asset_path(asset: str, member: str) -> tuple[Path, str]:
     """Where the fetched file lives and its pinned sha256."""
-    entry = _assets()[asset]["files"][member]
+    entry = assets()[asset]["files"][member]
     return tools_dir() / entry["dest"], entry["sha256"]
 
 

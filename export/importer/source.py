@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from export.errors import ExportError, require
-from export.tensorrt.sidecar import sha256
+from export.assets import sha256
 
 if TYPE_CHECKING:
     import onnx

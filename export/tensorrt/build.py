@@ -34,7 +34,8 @@ from export.layout import DEFAULT_CACHE_DIR, sidecar_path
 from export.spec import ModelSpec
 from export.tensorrt import cache
 from export.tensorrt.gpu import GpuInfo
-from export.tensorrt.sidecar import Sidecar, check_release, sha256
+from export.assets import sha256
+from export.tensorrt.sidecar import Sidecar, check_release
 
 log = logging.getLogger(__name__)
 

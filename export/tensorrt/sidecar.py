@@ -16,7 +16,6 @@ image's yy.mm (``export/data/releases.json``, ``docker/engine-builder``) costs n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,14 +68,6 @@ class Sidecar:
         if tensorrt_version and self.tensorrt_version != tensorrt_version:
             problems.append(f"TensorRT {self.tensorrt_version} vs {tensorrt_version}")
         return "; ".join(problems) or None
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_plan_for_gpu(plan_path: Path, gpu: GpuInfo | None = None) -> Sidecar:

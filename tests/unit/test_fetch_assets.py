@@ -82,3 +82,20 @@ def test_a_wheel_with_another_hash_is_refused(tmp_path, cached_quokka_wheel):
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "cannot fetch imgaug==0.4.0" in proc.stderr
     assert not (tmp_path / "tools" / "data" / "quokka" / "quokka.jpg").exists()
+
+
+def test_the_script_needs_only_the_standard_library():
+    """It runs with the base interpreter before the virtualenv exists: the pinned table and the sha256 come from
+    export/assets.py, loaded by path (importing the export package would need numpy)."""
+    blocker = ("import builtins, runpy, sys\n"
+               "real = builtins.__import__\n"
+               "def guarded(name, *args, **kwargs):\n"
+               "    if name.split('.')[0] in {'numpy', 'export'}:\n"
+               "        raise ImportError(f'not in the standard library here: {name}')\n"
+               "    return real(name, *args, **kwargs)\n"
+               "builtins.__import__ = guarded\n"
+               "sys.argv = ['fetch_assets.py', '--help']\n"
+               f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "u2netp" in proc.stdout and "quokka" in proc.stdout
