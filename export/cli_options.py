@@ -60,8 +60,7 @@ def check_engine_target(args: argparse.Namespace) -> None:
     from export.tensorrt.gpu import detect_gpu
     from export.tensorrt.sidecar import check_release
 
-    if args.release:
-        get_release(args.release)
+    get_release(args.release)  # an unknown release is named before a missing TensorRT
     check_release(installed_tensorrt(), args.release)
     detect_gpu()
 

@@ -41,12 +41,14 @@ def releases() -> dict[str, Release]:
 
 
 def default_release() -> Release:
-    return get_release(_table()["default"])
+    return get_release()
 
 
-def get_release(ngc: str) -> Release:
-    """The release ``ngc`` (``yy.mm``); an unknown one lists the known ones."""
+def get_release(ngc: str | None = None) -> Release:
+    """The release ``ngc`` (``yy.mm``; None or empty: the table's default); an unknown one lists the known ones."""
     known = releases()
+    if not ngc:
+        ngc = _table()["default"]
     try:
         return known[ngc]
     except KeyError:

@@ -94,9 +94,9 @@ def check_release(tensorrt_version: str, ngc: str | None) -> str | None:
 
     Returns a warning when the table does not know that release's TensorRT yet (then nothing can be checked), None
     when they match; raises ExportError on a mismatch."""
-    from export.releases import default_release, get_release
+    from export.releases import get_release
 
-    release = get_release(ngc) if ngc else default_release()
+    release = get_release(ngc)
     if release.tensorrt is None:
         return (f"export/data/releases.json does not list the TensorRT of NGC {release.ngc} yet: cannot check that "
                 f"TensorRT {tensorrt_version} matches {release.triton_image}; build in {release.builder_base_image}.")

@@ -88,9 +88,9 @@ def release_target(ngc: str | None = None) -> tuple[str | None, str]:
     """(TensorRT version to check against, a phrase naming the table and why) for the serving image of NGC release
     ``ngc`` (default: export/data/releases.json's default). A release whose TensorRT is not verified (null in
     releases.json, e.g. 26.07) is checked against the newest table, and the phrase says so."""
-    from export.releases import default_release, get_release
+    from export.releases import get_release
 
-    release = get_release(ngc) if ngc else default_release()
+    release = get_release(ngc)
     if release.tensorrt is None:
         return None, (f"operator table {table_version(None)}, the newest: the TensorRT of NGC {release.ngc} "
                       f"({release.triton_image}) is not verified")
