@@ -25,7 +25,6 @@ Timings on a shared machine are noisy: the ratios come from measurements taken s
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil

@@ -19,7 +19,7 @@ from export.errors import ExportError
 from export.layout import DEFAULT_WORK_DIR
 from export.spec import SPECS, get_spec
 
-COMMANDS = ("list", "import", "build-engine", "verify")
+
 def _spec_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model options (override the registered spec)")
     g.add_argument("--size", type=int, help="square input size in pixels (multiple of 32); default: the spec's")
@@ -143,7 +143,6 @@ def run_list(argv: list[str]) -> int:
               f"{spec.num_classes} classes  {spec.architecture}\n{'':20} IMAGE UINT8[{spec.height}, {spec.width}, 3]"
               f" -> {outs}\n{'':20} tensor bytes per image: {wire_in:,} in, {wire_out:,} out")
     return 0
-
 
 
 def main(argv: list[str] | None = None) -> int:

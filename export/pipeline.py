@@ -14,7 +14,6 @@ from export.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class ExportResult:
     spec: ModelSpec
