@@ -41,15 +41,15 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
     repository.mkdir(parents=True, exist_ok=True)
     # One writer at a time per repository (pods of the chart may share one): the clean-up below then only ever
     # meets what dead writers left.
-    with file_lock(write_lock_path(repository), WRITE_LOCK_TIMEOUT_S,
+    work = _staging_root(repository)
+    with file_lock(_write_lock_path(repository, work), WRITE_LOCK_TIMEOUT_S,
                    busy=f"another export is writing into {repository}; try again when it has finished."):
-        return _write_locked(spec, options, repository, onnx_path, plan_path, version)
+        return _write_locked(spec, options, repository, work, onnx_path, plan_path, version)
 
 
-def _write_locked(spec: ModelSpec, options: ServingOptions, repository: Path, onnx_path: Path | None,
+def _write_locked(spec: ModelSpec, options: ServingOptions, repository: Path, work: Path, onnx_path: Path | None,
                   plan_path: Path | None, version: int) -> Path:
     model_dir = repository / spec.name
-    work = _staging_root(repository)
     _recover(repository, work, spec.name)
     # The new model is built beside the old one, on the same file system, and swapped in with one rename: an
     # interrupted export leaves the old model serving and nothing half-written in its place.
@@ -135,7 +135,10 @@ def _staging_root(repository: Path) -> Path:
 def write_lock_path(repository: Path) -> Path:
     """The lock file of ``repository``'s writers, beside its staging folder (a file: Triton only takes folders for
     models, so inside a repository that is a mount point of its own it is ignored too)."""
-    work = _staging_root(repository)
+    return _write_lock_path(repository, _staging_root(repository))
+
+
+def _write_lock_path(repository: Path, work: Path) -> Path:
     return work / ".segserve-write.lock" if work == repository.resolve() else work.with_name(work.name + ".lock")
 
 
