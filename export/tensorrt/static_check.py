@@ -279,5 +279,6 @@ def _computed_from_network_inputs(graph) -> set[str]:
 
 
 def check_onnx_file(path: Path, model_name: str, tensorrt_version: str | None = None) -> list[Finding]:
-    onnx = require("onnx")
-    return check_model(onnx.load(str(path)), model_name, tensorrt_version)
+    from export.metadata import load_onnx
+
+    return check_model(load_onnx(path), model_name, tensorrt_version)
