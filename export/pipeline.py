@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,24 @@ class ExportResult:
     def times(self) -> str:
         """The step times, e.g. ``build 0.3s, onnx 9.2s, parity 16.9s``."""
         return ", ".join(f"{step} {s:.1f}s" for step, s in self.seconds.items())
+
+
+@contextmanager
+def timed(seconds: dict[str, float], step: str):
+    """Record how long the ``with`` block took as ``seconds[step]``."""
+    started = time.perf_counter()
+    yield
+    seconds[step] = time.perf_counter() - started
+
+
+def build_engine_for(onnx_path: Path, spec: ModelSpec, precision: str, *, release: str | None,
+                     cache_dir: Path | None, work_dir: Path) -> Path:
+    """The ``tensorrt`` target's engine for ``onnx_path`` (the FP16 or FP32 graph it says it is), built for the
+    Triton of NGC ``release`` or taken from the engine cache (default: WORK_DIR/engines)."""
+    from export.tensorrt.build import BuildOptions, build_engine
+
+    return build_engine(onnx_path, spec=spec, precision=precision, options=BuildOptions(release=release),
+                        cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -98,11 +117,9 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
 
         plan_path = plan
         if options.target == "tensorrt" and plan_path is None:
-            from export.tensorrt.build import BuildOptions, build_engine
-
             t = step("tensorrt")
-            plan_path = build_engine(onnx_path, spec=spec, precision=precision, options=BuildOptions(release=release),
-                                     cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
+            plan_path = build_engine_for(onnx_path, spec, precision, release=release, cache_dir=cache_dir,
+                                         work_dir=work_dir)
             done("tensorrt", t)
 
         t = step("repository")

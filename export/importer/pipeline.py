@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from pathlib import Path
 
 from export.config import ServingOptions
 from export.errors import ExportError, require
 from export.importer.source import SourceGraph
-from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR, onnx_path_for
+from export.layout import DEFAULT_WORK_DIR, onnx_path_for
 from export.metadata import REWRITES_KEY, SPEC_KEY, set_metadata
-from export.pipeline import ExportResult
+from export.pipeline import ExportResult, build_engine_for, timed
 from export.spec import FOREGROUND_CLASSES, IMAGENET_MEAN, IMAGENET_STD, IMPORTED_FP32_OPS, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -139,13 +138,14 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
     """Wrap ``source`` as ``spec`` and write it into ``repository`` for ``options.target`` (an engine: for the
     Triton of NGC ``release``, default the version table's default)."""
     from export.importer.wrap import wrap
+    from export.precision import default_precision
     from export.repository import write_model
 
     seconds = dict(seconds or {})
-    started = time.perf_counter()
+    precision = precision or default_precision(options.target, options.device)
     onnx_path = onnx_path_for(work_dir, spec.name)
-    write_onnx(wrap(source, spec), spec, source, onnx_path)
-    seconds["wrap"] = time.perf_counter() - started
+    with timed(seconds, "wrap"):
+        write_onnx(wrap(source, spec), spec, source, onnx_path)
 
     summary = "skipped"
     if parity:
@@ -154,34 +154,25 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
         from export.importer.reference import check_parity
         from export.samples import synthetic_image
 
-        started = time.perf_counter()
-        images = np.stack([synthetic_image(spec.height, spec.width, seed=1 + i)
-                           for i in range(2 if spec.max_batch_size > 1 else 1)])
-        summary = check_parity(source, spec, onnx_path, images).summary
-        seconds["parity"] = time.perf_counter() - started
+        with timed(seconds, "parity"):
+            images = np.stack([synthetic_image(spec.height, spec.width, seed=1 + i)
+                               for i in range(2 if spec.max_batch_size > 1 else 1)])
+            summary = check_parity(source, spec, onnx_path, images).summary
 
-    started = time.perf_counter()
-    summary += "; " + static_tensorrt_check(onnx_path, spec, options, release)
-    seconds["trt-check"] = time.perf_counter() - started
+    with timed(seconds, "trt-check"):
+        summary += "; " + static_tensorrt_check(onnx_path, spec, options, release)
 
-    from export.precision import default_precision
-
-    if (precision or default_precision(options.target, options.device)) == "fp16":
-        started = time.perf_counter()
-        summary += "; " + to_fp16(onnx_path, spec)
-        seconds["fp16"] = time.perf_counter() - started
+    if precision == "fp16":
+        with timed(seconds, "fp16"):
+            summary += "; " + to_fp16(onnx_path, spec)
 
     plan_path = plan
     if options.target == "tensorrt" and plan_path is None:
-        from export.tensorrt.build import BuildOptions, build_engine
+        with timed(seconds, "tensorrt"):
+            plan_path = build_engine_for(onnx_path, spec, precision, release=release, cache_dir=cache_dir,
+                                         work_dir=work_dir)
 
-        started = time.perf_counter()
-        plan_path = build_engine(onnx_path, spec=spec, options=BuildOptions(release=release),
-                                 cache_dir=cache_dir or work_dir / DEFAULT_CACHE_DIR.name).plan_path
-        seconds["tensorrt"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path,
-                            target_gpu=target_gpu)
-    seconds["repository"] = time.perf_counter() - started
+    with timed(seconds, "repository"):
+        model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path,
+                                target_gpu=target_gpu)
     return ExportResult(spec, model_dir, onnx_path, onnx_path.stat().st_size, seconds, summary)
