@@ -7,6 +7,8 @@ to travels with it, because a strongly typed engine takes its precision from the
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from export.errors import ExportError, require
@@ -32,6 +34,22 @@ def load_onnx(onnx_path: Path, load_external_data: bool = True):
     return onnx.load(str(onnx_path), load_external_data=load_external_data)
 
 
+def save_onnx(model, path: Path) -> Path:
+    """``onnx.save`` under a unique temporary name beside ``path``, renamed into place: a reader never sees half a
+    file, and each save is a new file (inode), so a repository that hard-links an earlier one keeps what it had."""
+    onnx = require("onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, name)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def metadata_of(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
@@ -46,7 +64,7 @@ def _spec(props: dict[str, str], onnx_path: Path) -> ModelSpec:
     return ModelSpec.from_json(props[SPEC_KEY])
 
 
-def _precision(props: dict[str, str]) -> str:
+def precision_of(props: dict[str, str]) -> str:
     return props.get(PRECISION_KEY, "fp32")  # files from before precision was recorded are FP32
 
 
@@ -57,10 +75,10 @@ def spec_from_onnx(onnx_path: Path) -> ModelSpec:
 
 def precision_from_onnx(onnx_path: Path) -> str:
     """``fp16`` or ``fp32``: what the graph computes in."""
-    return _precision(read_metadata(onnx_path))
+    return precision_of(read_metadata(onnx_path))
 
 
 def spec_and_precision(onnx_path: Path) -> tuple[ModelSpec, str]:
     """Both of the above from one read: reading the metadata parses the whole file (hundreds of MB)."""
     props = read_metadata(onnx_path)
-    return _spec(props, onnx_path), _precision(props)
+    return _spec(props, onnx_path), precision_of(props)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from export.errors import ExportError, require
+from export.metadata import save_onnx
 from export.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -89,13 +88,7 @@ def export_onnx(module: "torch.nn.Module", spec: ModelSpec, path: Path, precisio
         log.debug("FP16 pass on %s: %s", spec.name, counts)
     _set_metadata(model, spec, rewrites, precision)
     onnx.checker.check_model(model)
-    # Written under a temporary name and moved into place: a new file (inode) each export, so a repository that
-    # hard-links an earlier export keeps serving what it was built from.
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    partial = Path(name)
-    onnx.save(model, str(partial))
-    os.replace(partial, path)
+    save_onnx(model, path)  # a new file each export: a repository hard-linking an earlier one keeps serving it
     log.debug("exported %s to %s in %.1f s (%.1f MB)", spec.name, path, time.perf_counter() - started,
              path.stat().st_size / 1e6)
     return path

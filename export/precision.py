@@ -195,16 +195,13 @@ def tensor_types(model: "onnx.ModelProto") -> dict[str, str]:
 def convert_onnx_file(source: "Path", dest: "Path") -> "Path":
     """The FP16 graph of an FP32 ``python -m export`` file, metadata updated, written aside and renamed into place
     (what ``export_onnx(..., precision="fp16")`` does after exporting; the importer uses it on its FP32 graph)."""
-    import os
-    import tempfile
     from pathlib import Path
 
-    from export.metadata import PRECISION_KEY, SPEC_KEY, load_onnx, metadata_of, set_metadata
+    from export.metadata import PRECISION_KEY, SPEC_KEY, load_onnx, metadata_of, precision_of, save_onnx, set_metadata
 
-    onnx = require("onnx")
     model = load_onnx(source)  # once: the metadata and the graph come from the same parse
     props = metadata_of(model)
-    if props.get(PRECISION_KEY, "fp32") != "fp32":
+    if precision_of(props) != "fp32":
         raise ExportError(f"{source} is already a {props[PRECISION_KEY]} graph.")
     from export.spec import ModelSpec
 
@@ -212,12 +209,7 @@ def convert_onnx_file(source: "Path", dest: "Path") -> "Path":
     fp32_ops = ModelSpec.from_json(spec_json).fp32_op_types if spec_json else ()
     model, _ = convert_to_fp16(model, fp32_ops=fp32_ops)
     set_metadata(model, {**props, PRECISION_KEY: "fp16"})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    os.close(fd)
-    onnx.save(model, tmp)
-    os.replace(tmp, dest)
-    return Path(dest)
+    return save_onnx(model, Path(dest))
 
 
 # The FP16 accuracy gate (issue #7): FP16 graph vs FP32 eager PyTorch. Semantic: pixel agreement; Mask R-CNN: the

@@ -12,7 +12,7 @@ from export.config import ServingOptions
 from export.errors import ExportError, require
 from export.importer.source import SourceGraph
 from export.layout import DEFAULT_WORK_DIR, onnx_path_for
-from export.metadata import REWRITES_KEY, SPEC_KEY, set_metadata
+from export.metadata import REWRITES_KEY, SPEC_KEY, save_onnx, set_metadata
 from export.pipeline import ExportResult, build_engine_for, timed
 from export.spec import FOREGROUND_CLASSES, IMAGENET_MEAN, IMAGENET_STD, IMPORTED_FP32_OPS, ModelSpec
 
@@ -86,10 +86,7 @@ def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> None:
     set_metadata(model, {SPEC_KEY: spec.to_json(), REWRITES_KEY: str(len(rewrites)),
                          SOURCE_KEY: f"{source.path.name} sha256:{source.sha256} output:{source.output_name}"})
     onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    onnx.save(model, str(partial))
-    os.replace(partial, path)
+    save_onnx(model, path)
 
 
 def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions, release: str | None = None) -> str:
