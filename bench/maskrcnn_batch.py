@@ -27,14 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from loadtest.analyzer import PerfAnalyzer, find_perf_analyzer  # noqa: E402
+from loadtest.errors import LoadTestError  # noqa: E402
+
 MODEL = "maskrcnn"
 
 
 @dataclass(frozen=True)
-class PerfAnalyzer:
+class CountedRun:
     """One perf_analyzer run against a gRPC endpoint at a fixed concurrency (argv built here, no shell)."""
 
-    binary: Path
+    tool: PerfAnalyzer
     url: str
     concurrency: int
     input_json: Path
@@ -45,15 +48,14 @@ class PerfAnalyzer:
     def argv(self) -> list[str]:
         # Count windows, not time windows: a CPU Mask R-CNN request takes seconds. Loose stability: a few windows
         # of a few requests each are what a benchmark here can afford.
-        return [str(self.binary), "-m", MODEL, "-u", self.url, "-i", "grpc", "--input-data", str(self.input_json),
+        return [str(self.tool.binary), "-m", MODEL, "-u", self.url, "-i", "grpc", "--input-data", str(self.input_json),
                 "--concurrency-range", f"{self.concurrency}:{self.concurrency}", "--measurement-mode",
                 "count_windows", "--measurement-request-count", str(self.requests), "--max-trials",
                 str(self.max_trials), "--stability-percentage", "100", "-f", str(self.csv)]
 
     def run(self, timeout_s: float) -> float:
         """Throughput in inferences per second."""
-        env = {**os.environ, "LD_LIBRARY_PATH": str(self.binary.parent / "lib")}
-        proc = subprocess.run(self.argv(), env=env, capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(self.argv(), env=self.tool.env(), capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0 and not self.csv.is_file():
             raise RuntimeError(f"perf_analyzer failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         header, row = self.csv.read_text().splitlines()[:2]
@@ -105,9 +107,10 @@ def served(spec, onnx_path: Path, concurrencies: list[int], tools: Path, work: P
     from export.repository import write_model
     from serve.server import ServerConfig, TritonServer
 
-    binary = tools / "perf_analyzer" / "perf_analyzer"
-    if not binary.is_file():
-        raise SystemExit(f"error: no perf_analyzer at {binary}: run `TOOLS_DIR={tools} scripts/fetch-tools.sh perf`")
+    try:
+        tool = find_perf_analyzer(tools=tools)
+    except LoadTestError as exc:
+        raise SystemExit(f"error: {exc}") from None
     repo = work / "repository"
     write_model(spec, ServingOptions.for_target("local"), repo, onnx_path=onnx_path)
     image = example_input(spec, 1, seed=100).numpy()[0]
@@ -119,7 +122,7 @@ def served(spec, onnx_path: Path, concurrencies: list[int], tools: Path, work: P
         triton.wait_ready(600)
         for c in concurrencies:
             before = model_stats(triton.http_url)
-            analyzer = PerfAnalyzer(binary, triton.grpc_url, c, data, work / f"perf_c{c}.csv", max(requests, c),
+            analyzer = CountedRun(tool, triton.grpc_url, c, data, work / f"perf_c{c}.csv", max(requests, c),
                                     max_trials)
             rate = analyzer.run(timeout_s)
             after = model_stats(triton.http_url)
