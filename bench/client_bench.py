@@ -213,6 +213,8 @@ def decode_floor(data: bytes, height: int, width: int, repeats: int) -> None:
     """What decoding alone costs at each JPEG DCT scale: the part of the 5 ms target no client code can remove.
     Every scale still entropy-decodes the whole file (libjpeg-turbo's Huffman decoding), so 1/8 is the floor."""
     box = fit(*oriented_size(open_image(data)), height, width)
+    size = (box.resized_width, box.resized_height)
+    client = _decode(open_image(data), "<bytes>", draft_to=size)[0]  # what the client decodes for this input
     print(f"\nJPEG decode alone by DCT scale (Pillow {Image.__version__}, libjpeg-turbo), ms (min CPU / median wall)")
     for scale in (1, 2, 4, 8):
         def decode(scale=scale):
@@ -221,23 +223,17 @@ def decode_floor(data: bytes, height: int, width: int, repeats: int) -> None:
             pil.load()
             return pil
 
-        size = decode().size
-        used = "  <- the client's scale for this model input" if (
-            size[0] >= box.resized_width and size[1] >= box.resized_height and
-            (size[0] // 2 < box.resized_width or size[1] // 2 < box.resized_height)) else ""
         cpu, wall = timed(decode, repeats)
-        print(f"  1/{scale}  {size[0]:4d}x{size[1]:<4d} {cpu:7.2f} / {wall:7.2f}{used}")
+        decoded = decode().size
+        used = "  <- the client's scale for this model input" if decoded == client.size else ""
+        print(f"  1/{scale}  {decoded[0]:4d}x{decoded[1]:<4d} {cpu:7.2f} / {wall:7.2f}{used}")
     try:
         import cv2  # optional: only to show the measurement behind keeping Pillow's resize
     except ImportError:
         return
     cv2.setNumThreads(1)
-    drafted = Image.open(io.BytesIO(data))
-    drafted.draft(None, (box.resized_width, box.resized_height))
-    half = np.asarray(drafted.convert("RGB"))
-    ideal = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize(
-        (box.resized_width, box.resized_height), Image.BILINEAR)).astype(np.float64)
-    size = (box.resized_width, box.resized_height)
+    half = np.asarray(client)
+    ideal = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize(size, Image.BILINEAR)).astype(np.float64)
     print(f"  resize {half.shape[1]}x{half.shape[0]} -> {size[0]}x{size[1]}, ms (min CPU) and PSNR against a "
           "full-scale antialiased resize")
     for name, fn in [("Pillow BILINEAR (used)", lambda: np.asarray(Image.fromarray(half).resize(size, Image.BILINEAR))),
