@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serve.server import free_port  # noqa: F401 (the tests' own sockets)
+from serve.server import ServerConfig, TritonServer, free_port  # free_port: the tests' own sockets
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
@@ -61,8 +61,6 @@ def run_without_heavy_imports(code: str) -> subprocess.CompletedProcess:
 def running_triton(repository: Path, log_path: Path, ready_timeout_s: float = 300, **fields):
     """The real tritonserver serving ``repository`` on three free loopback ports, ready; stopped on leaving.
     ``fields``: further ``ServerConfig`` fields (e.g. ``admin_key``)."""
-    from serve.server import ServerConfig, TritonServer
-
     config = ServerConfig.on_free_ports(repository, **fields)
     with TritonServer(config, log_path=log_path) as triton:
         triton.wait_ready(ready_timeout_s)

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import yaml
 
-from support import ROOT, TOOLS
+from support import ROOT, TOOLS, running_triton
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,6 @@ def rendered(show_only: str) -> list[dict]:
 
 
 def test_the_charts_restricted_api_flags_and_helm_test_script_on_a_real_triton(tmp_path):
-    from serve.server import ServerConfig, TritonServer
-
     (deployment,) = rendered("templates/deployment.yaml")
     triton = deployment["spec"]["template"]["spec"]["containers"][0]
     key = secrets.token_urlsafe(32)
@@ -68,9 +66,7 @@ def test_the_charts_restricted_api_flags_and_helm_test_script_on_a_real_triton(t
     (repo / "echo" / "config.pbtxt").write_text(ECHO_CONFIG)
     (repo / "echo" / "1" / "model.py").write_text(ECHO_MODEL)
     # The chart's own restriction flags only.
-    cfg = ServerConfig.on_free_ports(repo, extra_args=flags, restricted_apis=())
-    with TritonServer(cfg, log_path=tmp_path / "triton.log") as server:
-        server.wait_ready(timeout_s=120)
+    with running_triton(repo, tmp_path / "triton.log", 120, extra_args=flags, restricted_apis=()) as server:
         base = {"TRITON_GRPC_URL": server.grpc_url, "MODELS": "", "PATH": "/usr/bin:/bin"}
         (pod,) = [d for d in rendered("templates/tests/test-inference.yaml") if d["kind"] == "Pod"]
         header = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}["SEGSERVE_ADMIN_HEADER"]["value"]

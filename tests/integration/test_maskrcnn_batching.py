@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from support import TOOLS
+from support import TOOLS, running_triton
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +24,11 @@ def maskrcnn_server(exported, tmp_path_factory):
     """A server with only the session's small Mask R-CNN export (max batch 8, preferred 4)."""
     from export.config import ServingOptions
     from export.repository import write_model
-    from serve.server import ServerConfig, TritonServer
 
     item = exported["maskrcnn"]
     repo = tmp_path_factory.mktemp("maskrcnn_repo")
     write_model(item.spec, ServingOptions.for_target("local"), repo, onnx_path=item.onnx_path)
-    config = ServerConfig.on_free_ports(repo)
-    with TritonServer(config, log_path=tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
-        triton.wait_ready(300)
+    with running_triton(repo, tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
         yield triton
 
 

@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from support import TOOLS, copy_repository
+from support import TOOLS, copy_repository, running_triton
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +28,11 @@ QUICK = ["--window-ms", "2500", "--stability", "1000", "--max-trials", "5"]
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
     """The small exports on a real tritonserver whose shared-memory API needs the admin key (contract 3)."""
-    from serve.server import ServerConfig, TritonServer
-
     # A private copy: the session's repository is shared and must stay unchanged (tests/conftest.py).
     repository = copy_repository(exported["_repository"], tmp_path_factory.mktemp("perf") / "model_repository")
     # serve restricts shared memory behind the key (issue #13).
-    config = ServerConfig.on_free_ports(repository, admin_key=ADMIN_KEY)
-    with TritonServer(config, log_path=tmp_path_factory.mktemp("triton") / "tritonserver.log") as triton:
-        triton.wait_ready(300)
+    with running_triton(repository, tmp_path_factory.mktemp("triton") / "tritonserver.log",
+                        admin_key=ADMIN_KEY) as triton:
         yield triton
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from quokka import VARIANTS, iou, make_variants, missing
-from support import TOOLS
+from support import TOOLS, running_triton
 
 from export.tensorrt.static_check import release_target
 
@@ -31,14 +31,11 @@ def u2netp(tmp_path_factory):
     from export.config import ServingOptions
     from export.pipeline import export_model
     from export.spec import get_spec
-    from serve.server import ServerConfig, TritonServer
 
     work = tmp_path_factory.mktemp("u2netp")
     result = export_model(get_spec("u2netp"), ServingOptions.for_target("local"), work / "repo",
                           work_dir=work / "onnx", progress=False)
-    config = ServerConfig.on_free_ports(work / "repo")
-    with TritonServer(config, log_path=work / "tritonserver.log") as triton:
-        triton.wait_ready(300)
+    with running_triton(work / "repo", work / "tritonserver.log") as triton:
         yield triton, result
 
 
