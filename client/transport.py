@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from client.errors import ClientError
+from client.errors import ClientError, GaveUp
 
 PROTOCOLS = ("grpc", "http")
 DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
@@ -227,13 +227,15 @@ class Connection:
                 return fn(self.client, max(0.001, deadline - time.monotonic()))
             except Exception as exc:
                 if is_deadline(exc):
-                    raise ClientError(f"{what} at {self.display} timed out after {self.timeout_s:g} s "
-                                      f"(deadline; raise it with timeout_s / --timeout).") from None
+                    raise GaveUp(f"{what} at {self.display} timed out after {self.timeout_s:g} s "
+                                 f"(deadline; raise it with timeout_s / --timeout).") from None
                 pause = self.retry.delay(attempt - 1)
                 if not is_retryable(exc) or attempt >= self.retry.attempts or \
                         time.monotonic() + pause >= deadline:
-                    tries = f" after {attempt} attempts in {time.monotonic() - started:.1f} s" if attempt > 1 else ""
-                    raise ClientError(f"{what} at {self.display} failed{tries}: {message(exc)}") from None
+                    if attempt == 1:
+                        raise ClientError(f"{what} at {self.display} failed: {message(exc)}") from None
+                    raise GaveUp(f"{what} at {self.display} failed after {attempt} attempts in "
+                                 f"{time.monotonic() - started:.1f} s: {message(exc)}") from None
             time.sleep(pause)
 
     def wait_ready(self, ready_timeout_s: float) -> None:
@@ -266,9 +268,9 @@ class Connection:
         protocols: that is False; a deadline, or a server still unavailable after the retries, raises."""
         try:
             return self.call(f"Checking `{name}`", lambda c, left: c.is_model_ready(name, **self._kwargs(left)))
-        except ClientError as exc:
-            if "failed after" in str(exc) or "timed out" in str(exc):
-                raise
+        except GaveUp:
+            raise
+        except ClientError:
             return False
 
     def served_models(self) -> list[str]:
