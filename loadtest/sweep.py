@@ -16,13 +16,13 @@ from loadtest.errors import LoadTestError
 from loadtest.inputs import write_input_data
 from loadtest.report import Row, plot, read_perf_csv, table, write_merged_csv
 from loadtest.target import Target, is_same_host, statistics
-from serve.security import ADMIN_KEY_ENV, GRPC_ADMIN_KEY_HEADER  # the key header, defined once by the server
+from serve import security  # the key header, defined once by the server
 
 
 def admin_headers() -> tuple[tuple[str, str], ...]:
     """The gRPC metadata that unlocks the restricted shared-memory protocol, when the key is known."""
-    key = os.environ.get(ADMIN_KEY_ENV)
-    return ((GRPC_ADMIN_KEY_HEADER, key),) if key else ()
+    key = os.environ.get(security.ADMIN_KEY_ENV)
+    return tuple(security.admin_headers(key).items()) if key else ()
 
 
 def call_headers(headers) -> dict[str, str]:
@@ -96,7 +96,8 @@ def run_sweep(target: Target, plan: Plan, tool: PerfAnalyzer, out: Path, images:
                                                shared_memory="system",
                                                output_shared_memory_bytes=target.largest_output_bytes,
                                                **shm_base)))
-    before = statistics(target.url, target.model, call_headers(plan.headers))
+    headers = call_headers(plan.headers)
+    before = statistics(target.url, target.model, headers)
     rows: list[Row] = []
     for mode, run in runs:
         progress(f"  {target.model}: {mode} {run.load.label} ...", flush=True)
@@ -107,13 +108,13 @@ def run_sweep(target: Target, plan: Plan, tool: PerfAnalyzer, out: Path, images:
             if mode == "system-shm" and plan.shared_memory == "auto" and "restricted" in str(exc) \
                     and not admin_headers():
                 notes.append(f"shared-memory run skipped: the server restricts its shared-memory API; export "
-                             f"{ADMIN_KEY_ENV}=<its admin key> to include it")
+                             f"{security.ADMIN_KEY_ENV}=<its admin key> to include it")
                 break
             raise
         rows += read_perf_csv(run.csv, mode)
         progress(f"    {rows[-1].throughput:.2f} infer/s, p50 {rows[-1].p50_ms:.1f} ms, p99 {rows[-1].p99_ms:.1f} ms",
                  flush=True)
-    after = statistics(target.url, target.model, call_headers(plan.headers))
+    after = statistics(target.url, target.model, headers)
     csv_path = write_merged_csv(rows, folder / f"{target.model}.csv")
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     png = plot(rows, folder / f"{target.model}.png", f"{target.model} on {target.server_version} at {target.url}"
