@@ -13,7 +13,17 @@ model, numeric version sub-folders, ``default_model_filename`` model.onnx / mode
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tools_dir() -> Path:
+    """The fetched tools and assets (tritonserver, perf_analyzer, helm, u2netp.onnx...): ``$SEGSERVE_TOOLS``, else
+    ``.tools`` in the checkout (``make tools`` / ``scripts/fetch-tools.sh``)."""
+    return Path(os.environ.get("SEGSERVE_TOOLS", ROOT / ".tools"))
+
 
 CONFIG_FILE = "config.pbtxt"
 LABELS_FILE = "labels.txt"

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.layout import tools_dir
 from loadtest.errors import LoadTestError
 
-DEFAULT_TOOLS = Path(os.environ.get("SEGSERVE_TOOLS", Path(__file__).resolve().parent.parent / ".tools"))
+DEFAULT_TOOLS = tools_dir()
 FETCH_HINT = "fetch it with `scripts/fetch-tools.sh perf` (or `make tools`)"
 SHARED_MEMORY = ("none", "system")
 COMPRESSION = ("none", "gzip", "deflate")

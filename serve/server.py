@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from export.layout import tools_dir
 from export.spec import TRITON_DTYPES, TensorSpec
 from serve import procs
 from serve.logs import LogPump
@@ -34,7 +35,7 @@ class ServeError(Exception):
     """A known user error: port taken, binary missing, a model that does not load, server not ready in time."""
 
 
-DEFAULT_TOOLS = Path(os.environ.get("SEGSERVE_TOOLS", Path(__file__).resolve().parent.parent / ".tools"))
+DEFAULT_TOOLS = tools_dir()
 KEY_CHARS = re.compile(r"^[A-Za-z0-9._~-]{16,256}$")
 
 

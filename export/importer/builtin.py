@@ -7,7 +7,6 @@ by ``scripts/fetch-tools.sh u2netp`` (``make tools``) into ``.tools/`` (``SEGSER
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,8 @@ from pathlib import Path
 from export.assets import assets, sha256
 from export.config import ServingOptions
 from export.errors import ExportError
+from export.layout import tools_dir
 from export.spec import ModelSpec
-
-ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass(frozen=True)
@@ -32,10 +30,6 @@ class BuiltinImport:
 IMPORTED: dict[str, BuiltinImport] = {
     "u2netp": BuiltinImport(asset="u2netp", member="rembg/u2netp.onnx", output="1959"),
 }
-
-
-def tools_dir() -> Path:
-    return Path(os.environ.get("SEGSERVE_TOOLS", ROOT / ".tools"))
 
 
 def asset_path(asset: str, member: str) -> tuple[Path, str]:
