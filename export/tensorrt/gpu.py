@@ -8,6 +8,7 @@ device and, under MIG, are built per GPU instance profile).
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from dataclasses import dataclass
@@ -47,8 +48,11 @@ def parse_nvidia_smi(query_csv: str, listing: str) -> GpuInfo:
     return GpuInfo(name, cc, mig.group(1) if mig else "")
 
 
+@functools.lru_cache(maxsize=1)
 def detect_gpu() -> GpuInfo:
-    """GPU 0 of this machine (nvidia-smi, else torch.cuda); an error on a machine without one."""
+    """GPU 0 of this machine (nvidia-smi, else torch.cuda); an error on a machine without one. Found once per
+    process (an export asks up to three times per model: the early check, the build and the repository's sidecar
+    check); a failure is not remembered."""
     try:
         query = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
                                capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=True).stdout
