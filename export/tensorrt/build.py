@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from export import locks
+from export.assets import sha256
 from export.errors import ExportError, require
 from export.layout import DEFAULT_CACHE_DIR, sidecar_path
 from export.spec import ModelSpec
 from export.tensorrt import cache
 from export.tensorrt.gpu import GpuInfo
-from export.assets import sha256
 from export.tensorrt.sidecar import Sidecar, check_release
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,9 @@ def _save_timing_cache(config, path: Path, lock_timeout_s: float) -> None:
     ours = config.get_timing_cache()
     if ours is None:
         return
-    with cache.file_lock(path.with_name(path.name + ".lock"), lock_timeout_s):
+    with locks.file_lock(path.with_name(path.name + ".lock"), lock_timeout_s,
+                         busy="another build is merging into this timing cache. Try again later or raise "
+                              "--lock-timeout."):
         merged = ours
         if path.is_file():
             on_disk = config.create_timing_cache(path.read_bytes())

@@ -74,6 +74,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def file_lock(path: Path, timeout_s: float):
-    """The lock around one engine build (or one timing-cache merge), waited for at most ``timeout_s`` seconds."""
+    """The lock around one engine build, waited for at most ``timeout_s`` seconds."""
     return locks.file_lock(path, timeout_s, busy="another build of this engine is still running. Try again later or "
                                                  "raise --lock-timeout.")
