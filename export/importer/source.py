@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.errors import ExportError, require
 from export.assets import sha256
+from export.errors import ExportError, require
 
 if TYPE_CHECKING:
     import onnx
