@@ -25,17 +25,17 @@ OUT_DIR = ROOT / "export" / "tensorrt" / "data"
 SOURCE_DIR = Path(__file__).resolve().parent / "trt_ops"
 SOURCES = SOURCE_DIR / "sources.json"
 
-# Which input index holds `axes`/`axis`/`depth` for the ops whose restriction names it (ONNX opset 13+/18+ forms).
-CONSTANT_INPUT = {"Slice": 3, "Squeeze": 1, "Unsqueeze": 1, "Pad": 3, "CumSum": 1, "OneHot": 1, **{
-    f"Reduce{r}": 1 for r in ("L1", "L2", "LogSum", "LogSumExp", "Max", "Mean", "Min", "Prod", "Sum", "SumSquare")}}
-REQUIRED_CONSTANT = {"CumSum", "OneHot"}  # the others' axes are optional inputs (or attributes before opset 13/18)
-# Named inputs of the ops whose restrictions name inputs (ONNX operator specs: Attention-23, STFT-17,
-# RotaryEmbedding-23, QuantizeLinear/DequantizeLinear, Dropout-12).
-INPUT_INDEX = {("Attention", "past_key"): 4, ("Attention", "past_value"): 5, ("Attention", "nonpad_kv_seqlen"): 6,
+# The input index of each input a restriction names (ONNX operator specs, opset 13+/18+ forms: `axes`/`axis`/`depth`
+# as inputs; Attention-23, STFT-17, RotaryEmbedding-23, QuantizeLinear/DequantizeLinear, Dropout-12).
+REDUCE_OPS = ("L1", "L2", "LogSum", "LogSumExp", "Max", "Mean", "Min", "Prod", "Sum", "SumSquare")
+INPUT_INDEX = {("Slice", "axes"): 3, ("Squeeze", "axes"): 1, ("Unsqueeze", "axes"): 1, ("Pad", "axes"): 3,
+               ("CumSum", "axis"): 1, ("OneHot", "depth"): 1, **{(f"Reduce{r}", "axes"): 1 for r in REDUCE_OPS},
+               ("Attention", "past_key"): 4, ("Attention", "past_value"): 5, ("Attention", "nonpad_kv_seqlen"): 6,
                ("STFT", "frame_step"): 1, ("STFT", "window"): 2, ("RotaryEmbedding", "position_ids"): 3,
                ("QuantizeLinear", "y_zero_point"): 2, ("DequantizeLinear", "x_zero_point"): 2,
                ("Dropout", "is_training"): 2, ("Dropout", "is_traning"): 2}  # 10.1-GA's text has the typo
-REQUIRED_INPUTS = {("STFT", "frame_step")}
+# Inputs that must be present; the others are optional (axes were attributes before opset 13/18).
+REQUIRED_INPUTS = {("STFT", "frame_step"), ("CumSum", "axis"), ("OneHot", "depth")}
 RESIZE_ATTRS = {  # restriction phrase -> ONNX attribute and its default
     "transformation modes": ("coordinate_transformation_mode", "half_pixel"),
     "resize modes": ("mode", "nearest"),
@@ -84,73 +84,64 @@ def _names(sentence: str) -> list[str]:
 
 
 def _input_rules(op: str, sentence: str, rule: str, **extra) -> list[dict]:
-    rules = []
-    for name in _names(sentence):
-        if (op, name) in INPUT_INDEX:
-            rules.append({"rule": rule, "index": INPUT_INDEX[op, name], **extra,
-                          **({} if rule == "absent_input" else {"optional": (op, name) not in REQUIRED_INPUTS}),
-                          "text": sentence})
-    return rules
+    return [{"rule": rule, "index": INPUT_INDEX[op, name], **extra,
+             **({} if rule == "absent_input" else {"optional": (op, name) not in REQUIRED_INPUTS})}
+            for name in _names(sentence) if (op, name) in INPUT_INDEX]
+
+
+def _attribute_in(name: str, allowed: list, default) -> list[dict]:
+    return [{"rule": "attribute_in", "name": name, "allowed": allowed, "default": default}]
 
 
 def rule_for(op: str, sentence: str) -> list[dict]:
-    """The checker rules one restriction sentence of ``op`` turns into; [] when none."""
+    """The checker rules one restriction sentence of ``op`` turns into (without the sentence itself); [] when none."""
     low = sentence.lower()
-    if op in CONSTANT_INPUT and re.search(r"`(axes|axis)` must be (an initializer|a constant tensor)", sentence):
-        # 10.1-GA wording (Reduce* still in 10.16/11.1). An ONNX Constant node counts: the parser imports it as weights.
-        return [{"rule": "initializer_input", "index": CONSTANT_INPUT[op], "optional": op not in REQUIRED_CONSTANT,
-                 "text": sentence}]
-    if op in CONSTANT_INPUT and re.search(r"`(axes|axis|depth)` must be (resolvable to a constant|a build-time "
-                                          r"constant)", sentence):
-        # 10.14+ wording: TensorRT folds the input at build time (10.16's Squeeze importer hands any tensor to
-        # INetworkDefinition::addSqueeze, onnxOpImporters.cpp at 6bde6596). Only a value computed from a network
-        # input's data can never be folded, and only that is refused (export/tensorrt/static_check.py).
-        return [{"rule": "constant_input", "index": CONSTANT_INPUT[op], "optional": op not in REQUIRED_CONSTANT,
-                 "text": sentence}]
-    if m := re.search(r"`K` input must be less than (\d+)", sentence):
-        return [{"rule": "max_constant_input", "index": 1, "max": int(m.group(1)) - 1, "text": sentence}]
-    if "`sorted` must be 1" in sentence:
-        return [{"rule": "attribute_in", "name": "sorted", "allowed": [1], "default": 1, "text": sentence}]
-    if re.search(r"output tensor unsupported|only the first output .* is supported|outputs are unsupported", low):
-        return [{"rule": "max_outputs", "max": 1, "text": sentence}]
-    if re.search(r"`reduction` (is not supported|other than `none` is not supported)", sentence):
-        return [{"rule": "attribute_in", "name": "reduction", "allowed": ["none"], "default": "none",
-                 "text": sentence}]
-    if "antialiasing is not supported" in low:
-        return [{"rule": "attribute_in", "name": "antialias", "allowed": [0], "default": 0, "text": sentence}]
-    if op == "Resize" and (key := next((k for k in RESIZE_ATTRS if k in low), None)):
-        name, default = RESIZE_ATTRS[key]
-        return [{"rule": "attribute_in", "name": name, "allowed": re.findall(r"`([a-z_]+)`", sentence),
-                 "default": default, "text": sentence}]
-    if m := re.fullmatch(r"`(\w+)` attribute must be (\d+)\.?", sentence):  # LSTM input_forget/layout (default 0)
-        return [{"rule": "attribute_in", "name": m.group(1), "allowed": [int(m.group(2))], "default": 0,
-                 "text": sentence}]
-    if op == "TensorScatter" and (m := re.fullmatch(r"`axis` must be (-?\d+)\.?", sentence)):  # ONNX default -2
-        return [{"rule": "attribute_in", "name": "axis", "allowed": [int(m.group(1))], "default": -2,
-                 "text": sentence}]
-    if m := re.fullmatch(r"(.*) attributes are unsupported\.?", sentence):
-        return [{"rule": "absent_attributes", "names": _names(m.group(1)), "text": sentence}]
-    if re.search(r"inputs are unsupported\.?$", sentence):
-        return _input_rules(op, sentence, "absent_input")
     if re.search(r"_zero_point` must be (zero|0)$", sentence) or re.search(
             r"`is_trai?ning` must be an initializer and evaluate to False", sentence):
         return _input_rules(op, sentence, "zero_input")
-    if op == "STFT" and sentence.endswith("must be an initializer."):
+    if re.search(r"must be (an initializer|a constant tensor)", sentence):
+        # An ONNX Constant node counts: the parser imports it as weights.
         return _input_rules(op, sentence, "initializer_input")
+    if re.search(r"must be (resolvable to a constant|a build-time constant)", sentence):
+        # 10.14+ wording: TensorRT folds the input at build time (10.16's Squeeze importer hands any tensor to
+        # INetworkDefinition::addSqueeze, onnxOpImporters.cpp at 6bde6596). Only a value computed from a network
+        # input's data can never be folded, and only that is refused (export/tensorrt/static_check.py).
+        return _input_rules(op, sentence, "constant_input")
+    if m := re.search(r"`K` input must be less than (\d+)", sentence):
+        return [{"rule": "max_constant_input", "index": 1, "max": int(m.group(1)) - 1}]
+    if "`sorted` must be 1" in sentence:
+        return _attribute_in("sorted", [1], 1)
+    if re.search(r"output tensor unsupported|only the first output .* is supported|outputs are unsupported", low):
+        return [{"rule": "max_outputs", "max": 1}]
+    if re.search(r"`reduction` (is not supported|other than `none` is not supported)", sentence):
+        return _attribute_in("reduction", ["none"], "none")
+    if "antialiasing is not supported" in low:
+        return _attribute_in("antialias", [0], 0)
+    if op == "Resize" and (key := next((k for k in RESIZE_ATTRS if k in low), None)):
+        name, default = RESIZE_ATTRS[key]
+        return _attribute_in(name, re.findall(r"`([a-z_]+)`", sentence), default)
+    if m := re.fullmatch(r"`(\w+)` attribute must be (\d+)\.?", sentence):  # LSTM input_forget/layout (default 0)
+        return _attribute_in(m.group(1), [int(m.group(2))], 0)
+    if op == "TensorScatter" and (m := re.fullmatch(r"`axis` must be (-?\d+)\.?", sentence)):  # ONNX default -2
+        return _attribute_in("axis", [int(m.group(1))], -2)
+    if m := re.fullmatch(r"(.*) attributes are unsupported\.?", sentence):
+        return [{"rule": "absent_attributes", "names": _names(m.group(1))}]
+    if re.search(r"inputs are unsupported\.?$", sentence):
+        return _input_rules(op, sentence, "absent_input")
     if m := re.fullmatch(r"`(\w+)` must be (INT64|INT32)", sentence):
         return _input_rules(op, sentence, "input_type", allowed=[m.group(2)])
     if re.fullmatch(r"2D or 3D pooling only\.?", sentence, re.IGNORECASE):
-        return [{"rule": "spatial_rank", "allowed": [2, 3], "text": sentence}]
+        return [{"rule": "spatial_rank", "allowed": [2, 3]}]
     if sentence.startswith("`input` must have 1D or 2D spatial dimensions"):  # DeformConv
-        return [{"rule": "spatial_rank", "allowed": [1, 2], "text": sentence}]
+        return [{"rule": "spatial_rank", "allowed": [1, 2]}]
     if op == "GridSample" and sentence == "Input must be 4D input.":
-        return [{"rule": "spatial_rank", "allowed": [2], "text": sentence}]
+        return [{"rule": "spatial_rank", "allowed": [2]}]
     if m := re.fullmatch(r"`(\w+)` and `(\w+)` must be (\d)D\.", sentence):  # TensorScatter past_cache, update
-        return [{"rule": "input_rank", "indices": [0, 1], "allowed": [int(m.group(3))], "text": sentence}]
+        return [{"rule": "input_rank", "indices": [0, 1], "allowed": [int(m.group(3))]}]
     if re.fullmatch(r"`dilations` must be empty or all ones", sentence):
-        return [{"rule": "attribute_ones", "name": "dilations", "text": sentence}]
+        return [{"rule": "attribute_ones", "name": "dilations"}]
     if sentence.startswith("`pads` for the beginning and end along each spatial axis must be the same"):
-        return [{"rule": "symmetric_pads", "name": "pads", "text": sentence}]
+        return [{"rule": "symmetric_pads", "name": "pads"}]
     return []
 
 
@@ -165,7 +156,7 @@ def rules_for(op: str, text: str) -> tuple[list[dict], list[dict], list[str]]:
     unknown: list[str] = []
     for sentence in sentences(text):
         if found := rule_for(op, sentence):
-            rules.extend(found)
+            rules.extend({**rule, "text": sentence} for rule in found)
         elif sentence in UNCHECKED:
             unchecked.append({"text": sentence, "reason": UNCHECKED[sentence]})
         else:
