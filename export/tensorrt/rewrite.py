@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 FLOAT_TYPES = (1, 10)  # TensorProto.FLOAT, FLOAT16
 UINT8 = 2
-SHAPE_ONLY_OPS = ("Shape", "Size")
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})  # read only their input's shape, never its values
 
 
 def _types(model) -> dict[str, int]:
@@ -44,8 +44,11 @@ def _cast_to(node) -> int | None:
 
 def make_tensorrt_friendly(model: "onnx.ModelProto") -> tuple["onnx.ModelProto", list[str]]:
     """Rewrite ``model`` in place where needed; return it and a line per rewrite made."""
-    onnx = require("onnx")
+    require("onnx")
     from onnx import TensorProto, helper
+
+    def to_float(source: str, output: str, name: str):
+        return helper.make_node("Cast", [source], [output], to=TensorProto.FLOAT, name=name)
 
     types = _types(model)
     graph = model.graph
@@ -62,16 +65,14 @@ def make_tensorrt_friendly(model: "onnx.ModelProto") -> tuple["onnx.ModelProto",
         if node.op_type == "NonZero" and types.get(node.input[0]) not in FLOAT_TYPES:
             source, elem = node.input[0], types.get(node.input[0]) or 0
             as_float = f"{source}__as_float"
-            new_nodes.append(helper.make_node("Cast", [source], [as_float], to=TensorProto.FLOAT,
-                                              name=f"{node.name}__cast_float"))
+            new_nodes.append(to_float(source, as_float, f"{node.name}__cast_float"))
             node.input[0] = as_float
             done.append(f"{node.name}: NonZero input `{source}` ({name_of(elem)}) cast to FLOAT")
         if node.op_type in SHAPE_ONLY_OPS and node.input[0] in uint8_inputs:
             source = node.input[0]
             if source not in float_view:
                 float_view[source] = f"{source}__as_float"
-                new_nodes.append(helper.make_node("Cast", [source], [float_view[source]], to=TensorProto.FLOAT,
-                                                  name=f"{source}__cast_float"))
+                new_nodes.append(to_float(source, float_view[source], f"{source}__cast_float"))
             node.input[0] = float_view[source]
             done.append(f"{node.name}: {node.op_type} reads UINT8 input `{source}` through its float cast")
         to = _cast_to(node)
@@ -79,8 +80,7 @@ def make_tensorrt_friendly(model: "onnx.ModelProto") -> tuple["onnx.ModelProto",
             src = types.get(node.input[0])
             if (to == UINT8 and src not in FLOAT_TYPES) or (src == UINT8 and to not in FLOAT_TYPES):
                 via = f"{node.input[0]}__via_float"
-                new_nodes.append(helper.make_node("Cast", [node.input[0]], [via], to=TensorProto.FLOAT,
-                                                  name=f"{node.name}__via_float"))
+                new_nodes.append(to_float(node.input[0], via, f"{node.name}__via_float"))
                 node.input[0] = via
                 done.append(f"{node.name}: Cast {name_of(src or 0)} -> {name_of(to)} goes through FLOAT")
         new_nodes.append(node)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.errors import ExportError, require
+from export.tensorrt.rewrite import SHAPE_ONLY_OPS
 
 if TYPE_CHECKING:
     import onnx
@@ -264,7 +265,6 @@ def _check_rule(rule: dict, node, ranks: dict, types: dict, constants: dict, fro
 
 
 RUN_TIME_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
-SHAPE_OPS = {"Shape", "Size"}
 
 
 def _computed_from_network_inputs(graph) -> set[str]:
@@ -273,7 +273,7 @@ def _computed_from_network_inputs(graph) -> set[str]:
     initialized = {t.name for t in graph.initializer}
     runtime = {v.name for v in graph.input if v.name not in initialized}
     for node in graph.node:
-        if node.op_type in RUN_TIME_OPS or (node.op_type not in SHAPE_OPS and any(i in runtime for i in node.input)):
+        if node.op_type in RUN_TIME_OPS or (node.op_type not in SHAPE_ONLY_OPS and any(i in runtime for i in node.input)):
             runtime.update(o for o in node.output if o)
     return runtime
 
