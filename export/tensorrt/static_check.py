@@ -58,8 +58,9 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def available_tables() -> dict[str, Path]:
-    """TensorRT major.minor -> its table file."""
-    return {p.stem.removeprefix("onnx_ops_trt"): p for p in sorted(DATA_DIR.glob(TABLE_PATTERN))}
+    """TensorRT major.minor -> its table file, oldest first."""
+    found = {p.stem.removeprefix("onnx_ops_trt"): p for p in DATA_DIR.glob(TABLE_PATTERN)}
+    return dict(sorted(found.items(), key=lambda item: _version_key(item[0])))
 
 
 def table_version(tensorrt_version: str | None = None) -> str:
@@ -68,7 +69,7 @@ def table_version(tensorrt_version: str | None = None) -> str:
     tables = available_tables()
     if not tables:
         raise ExportError(f"No TensorRT operator tables in {DATA_DIR}.")
-    ordered = sorted(tables, key=_version_key)
+    ordered = list(tables)
     if tensorrt_version is None:
         return ordered[-1]
     want = _version_key(tensorrt_version)
@@ -92,11 +93,11 @@ def release_target(ngc: str | None = None) -> tuple[str | None, str]:
     from export.releases import get_release
 
     release = get_release(ngc)
+    table = table_version(release.tensorrt)
     if release.tensorrt is None:
-        return None, (f"operator table {table_version(None)}, the newest: the TensorRT of NGC {release.ngc} "
-                      f"({release.triton_image}) is not verified")
-    return release.tensorrt, (f"operator table {table_version(release.tensorrt)} for TensorRT {release.tensorrt} of "
-                              f"NGC {release.ngc}")
+        return None, (f"operator table {table}, the newest: the TensorRT of NGC {release.ngc} ({release.triton_image}) "
+                      "is not verified")
+    return release.tensorrt, f"operator table {table} for TensorRT {release.tensorrt} of NGC {release.ngc}"
 
 
 def _allowed_types(listed: list[str]) -> set[str]:
@@ -273,7 +274,8 @@ def _computed_from_network_inputs(graph) -> set[str]:
     initialized = {t.name for t in graph.initializer}
     runtime = {v.name for v in graph.input if v.name not in initialized}
     for node in graph.node:
-        if node.op_type in RUN_TIME_OPS or (node.op_type not in SHAPE_ONLY_OPS and any(i in runtime for i in node.input)):
+        reads_runtime_values = node.op_type not in SHAPE_ONLY_OPS and any(i in runtime for i in node.input)
+        if node.op_type in RUN_TIME_OPS or reads_runtime_values:
             runtime.update(o for o in node.output if o)
     return runtime
 
