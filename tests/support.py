@@ -37,6 +37,21 @@ RPN_LOGIT_STD = 3.0
 CLASS_LOGIT_STD = 2.0
 
 
+def onnx_model(nodes, inputs, outputs, initializers=(), opset=17, extra_opsets=()):
+    """A one-graph ONNX model from helper-made nodes and value infos (the static-checker tests' graphs)."""
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+
+
+def tensor_info(name, dtype, shape=(1, 3, 8, 8)):
+    """A value info of ``dtype`` (a TensorProto type) and ``shape`` (None: unknown)."""
+    from onnx import helper
+
+    return helper.make_tensor_value_info(name, dtype, None if shape is None else list(shape))
+
+
 # The optional heavy extras: a CPU machine imports every module without them (torch etc. load inside functions).
 HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "tensorrt", "segmentation_models_pytorch",
          "polygraphy", "onnx_graphsurgeon", "cv2")

@@ -11,6 +11,8 @@ from export.tensorrt.static_check import available_tables, check_model, check_on
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
+from support import onnx_model, tensor_info as vi  # noqa: E402
+
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_exported_graph_passes_the_static_tensorrt_check(exported, name):
@@ -47,12 +49,7 @@ def test_the_checker_takes_the_target_tensorrt_version():
 
 
 def graph(nodes, inputs, outputs, initializers=(), opset=18):
-    g = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def vi(name, elem, shape):
-    return helper.make_tensor_value_info(name, elem, shape)
+    return onnx_model(nodes, inputs, outputs, initializers, opset=opset)
 
 
 def test_unsupported_op_is_named_with_node_and_model():

@@ -11,22 +11,14 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.errors import ExportError  # noqa: E402
 from export.tensorrt import static_check as sc  # noqa: E402
+from support import onnx_model as model, tensor_info as io  # noqa: E402
 
 VERSION = "10.1"
-
-
-def io(name, dtype, shape=(1, 3, 8, 8)):
-    return helper.make_tensor_value_info(name, dtype, list(shape))
 
 
 def out(name):
     """A float graph output of unknown shape."""
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
-
-
-def model(nodes, inputs, outputs, initializers=(), opset=17):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def found(m, version=VERSION):

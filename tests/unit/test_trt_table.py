@@ -25,6 +25,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.tensorrt import static_check as _checker  # noqa: E402
+from support import onnx_model as _graph, tensor_info as _io  # noqa: E402
 
 # One table per TensorRT version, read here independently of the checker's cache.
 TABLES = {version: json.loads(path.read_text()) for version, path in _checker.available_tables().items()}
@@ -319,15 +320,6 @@ def test_control_flow_and_unsupported_ops_stay_refused(version):
     ops = TABLES[version]["operators"]
     for op in ("Unique", "SequenceConstruct", "Optional"):
         assert op not in ops or not ops[op]["supported"], op
-
-
-def _graph(nodes, inputs, outputs, initializers=(), opset=17, extra_opsets=()):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
-
-
-def _io(name, dtype, shape=(1, 3, 8, 8)):
-    return helper.make_tensor_value_info(name, dtype, list(shape))
 
 
 @pytest.mark.parametrize("version", sorted(TABLES))
