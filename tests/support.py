@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.tensorrt.gpu import GpuInfo
 from serve.server import ServerConfig, TritonServer, free_port  # free_port: the tests' own sockets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,10 @@ TEST_SIZES = {"unet": 128, "deeplabv3": 128, "deeplabv3_mobilenet": 128, "maskrc
 # tests/export/test_fixtures.py).
 RPN_LOGIT_STD = 3.0
 CLASS_LOGIT_STD = 2.0
+
+
+# A GPU for engine-build tests that never touch one (sidecars, caches, served directories).
+H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 
 
 def onnx_model(nodes, inputs, outputs, initializers=(), opset=17, extra_opsets=()):

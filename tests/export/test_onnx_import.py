@@ -284,13 +284,19 @@ def test_an_unreadable_file_is_one_line(tmp_path, capsys):
 
 
 # -- the built-in u2netp: rembg's trained file through the same import path ------------------------------------
-def test_u2netp_is_exported_from_its_pinned_file_through_the_import_path(tmp_path, capsys):
+def require_u2netp_file() -> None:
+    """A missing fetched file fails the test with the command that fetches it (never a skip, never a puzzle)."""
     from export.importer.builtin import IMPORTED, asset_path
-    from export.spec import ModelSpec, get_spec
 
     path, _ = asset_path(IMPORTED["u2netp"].asset, IMPORTED["u2netp"].member)
     if not path.is_file():
         pytest.fail(f"{path} missing: run `scripts/fetch-tools.sh u2netp` (make tools)")
+
+
+def test_u2netp_is_exported_from_its_pinned_file_through_the_import_path(tmp_path, capsys):
+    from export.spec import ModelSpec, get_spec
+
+    require_u2netp_file()
     repo = tmp_path / "repo"
     code = main(["u2netp", "--output", str(repo), "--work-dir", str(tmp_path / "w"), "--no-progress"])
     out = capsys.readouterr().out
@@ -360,9 +366,9 @@ def test_an_imported_model_builds_and_checks_for_the_release_asked(tmp_path, mon
     from export.layout import served_sidecar_path
     from export.pipeline import export_model
     from export.spec import get_spec
-    from export.tensorrt.gpu import GpuInfo
+    from support import H100 as gpu
 
-    gpu = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
+    require_u2netp_file()
     real_build, releases_seen = build.build_engine, []
 
     def build_without_tensorrt(onnx_path, *, spec, options, cache_dir, **kwargs):

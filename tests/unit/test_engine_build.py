@@ -17,10 +17,10 @@ from export.tensorrt import cache
 from export.tensorrt.build import BuildOptions, build_engine
 from export.tensorrt.gpu import GpuInfo, parse_nvidia_smi
 from export.tensorrt.sidecar import check_release
+from support import H100
 
 onnx = pytest.importorskip("onnx")
 
-H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 H100_MIG = GpuInfo("NVIDIA H100 80GB HBM3", "9.0", "1g.10gb")
 TRT = "10.5.0"  # the TensorRT of NGC 24.10 in export/data/releases.json
 RELEASE = "24.10"

@@ -15,8 +15,8 @@ from export.layout import sidecar_path
 from export.tensorrt.build import profiles_for
 from export.tensorrt.gpu import GpuInfo
 from export.tensorrt.sidecar import Sidecar
+from support import H100
 
-H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 L4 = GpuInfo("NVIDIA L4", "8.9")
 
 
