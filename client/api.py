@@ -115,10 +115,8 @@ class Segmenter:
                  ready_timeout_s: float = 30.0, timeout_s: float = 30.0, mask_threshold: float = 0.5,
                  tls: TLS | bool | None = None, headers: dict[str, str] | None = None, retry: Retry | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        self.connection = Connection(url, protocol, timeout_s, TLS() if tls is True else (tls or None),
-                                     dict(headers or {}), retry or Retry())
-        self.protocol = protocol
-        self.url = self.connection.url
+        self.connection = Connection(url, protocol, timeout_s, TLS() if tls is True else (tls or None), headers,
+                                     retry or Retry())
         self.mask_threshold = mask_threshold
         self.max_pixels = max_pixels
         self.last_wire_bytes: tuple[int, int] | None = None  # (request tensor bytes, gRPC response message bytes)
@@ -166,6 +164,15 @@ class Segmenter:
         if self.protocol == "grpc":
             self.last_wire_bytes = (batch.nbytes, response.get_response().ByteSize())
         return {name: response.as_numpy(name) for name in info.output_names}
+
+    @property
+    def protocol(self) -> str:
+        return self.connection.protocol
+
+    @property
+    def url(self) -> str:
+        """The server address (the protocol's local default when none was given)."""
+        return self.connection.url
 
     # -- image in, masks out --------------------------------------------------------------------------------
     def prepare(self, image: ImageLike) -> tuple[np.ndarray, Letterbox]:

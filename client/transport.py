@@ -123,7 +123,7 @@ class Connection:
     protocol: str = "grpc"
     timeout_s: float = 30.0
     tls: TLS | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] | None = None  # checked and copied into a dict of its own
     retry: Retry = field(default_factory=Retry)
 
     def __post_init__(self) -> None:

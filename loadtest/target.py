@@ -44,7 +44,7 @@ def connect(url: str, ready_timeout_s: float = 15.0, headers: dict[str, str] | N
     """The client's gRPC connection to a ready server (every call with a deadline of CALL_TIMEOUT_S and
     ``headers``; no retries: a load test reports what it finds), or LoadTestError naming the URL."""
     try:
-        connection = Connection(url, "grpc", CALL_TIMEOUT_S, headers=dict(headers or {}), retry=Retry(attempts=1))
+        connection = Connection(url, "grpc", CALL_TIMEOUT_S, headers=headers, retry=Retry(attempts=1))
     except ClientError as exc:
         raise LoadTestError(str(exc)) from None
     try:
