@@ -78,7 +78,7 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
 
     torch.manual_seed(0)  # reproducible random init for --weights none
     precision = precision or default_precision(options.target, options.device)
-    steps = 4 + (options.target == "tensorrt")
+    steps = 4 + (options.target == "tensorrt" and plan is None)  # a --plan is not built here
     bar = _progress(steps, f"export {spec.name}", progress)
     seconds: dict[str, float] = {}
 
