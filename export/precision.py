@@ -256,16 +256,13 @@ def default_precision(target: str, device: str) -> str:
 
 
 def check_fp16(module, spec, onnx_path: "Path", images, enforce: bool = True):
-    """The FP16 gate at export time: the FP16 graph in ONNX Runtime vs the FP32 eager module; raises on failure.
+    """The FP16 gate at export time: the FP16 graph vs the FP32 eager module (``fp16_agreement``); raises on failure.
 
     ``enforce=False`` (random weights, ``--weights none``) only warns: an untrained network's near-tied scores
     reorder under any rounding (measured: Mask R-CNN 75% matched), and its masks mean nothing either way."""
-    from export.parity import check_output_types, run_eager, run_onnxruntime
+    from export.parity import run_eager
 
-    reference = run_eager(module, spec, images)
-    candidate = run_onnxruntime(onnx_path, spec, images)
-    check_output_types(spec, candidate)
-    agreement = fp16_gate(spec.task, reference, candidate, max_detections=spec.max_detections)
+    agreement = fp16_agreement(spec, run_eager(module, spec, images), onnx_path, images)
     if not agreement.passed:
         message = (f"FP16 accuracy gate failed for `{spec.name}` (FP16 ONNX vs FP32 PyTorch): {agreement.summary}. "
                    "Export with --precision fp32.")
@@ -273,3 +270,28 @@ def check_fp16(module, spec, onnx_path: "Path", images, enforce: bool = True):
             raise ExportError(message)
         log.warning("%s (not enforced: random weights)", message)
     return agreement
+
+
+def fp16_agreement(spec, reference: dict, onnx_path: "Path", images):
+    """``fp16_gate`` for the FP16 graph at ``onnx_path`` against FP32 ``reference`` outputs, run twice on CPU: as it is
+    in ONNX Runtime (whose CPU kernels compute the FP16 region in FP32) and with every FP16 tensor rounded as a GPU
+    stores it (``export.fp16_rounding``). The worse run decides; the summary gives both."""
+    import dataclasses
+
+    from export.fp16_rounding import run_rounded
+    from export.parity import check_output_types, run_onnxruntime
+
+    runs = {}
+    for label, run in (("as is", run_onnxruntime), ("every FP16 tensor rounded", run_rounded)):
+        candidate = run(onnx_path, spec, images)
+        check_output_types(spec, candidate)
+        runs[label] = fp16_gate(spec.task, reference, candidate, max_detections=spec.max_detections)
+    worst = min(runs.values(), key=lambda a: (a.passed, _score(a)))
+    return dataclasses.replace(worst, summary="; ".join(f"{label}: {a.summary}" for label, a in runs.items()))
+
+
+def _score(agreement) -> float:
+    """What orders two passing agreements: pixel agreement (semantic) or the matched share (instance)."""
+    if agreement.pixel_agreement is not None:
+        return agreement.pixel_agreement
+    return agreement.matched / agreement.reference_count if agreement.reference_count else 1.0

