@@ -93,9 +93,9 @@ def build_engine(onnx_path: Path, *, spec: ModelSpec | None = None, precision: s
 
     tensorrt_version = tensorrt_version or installed_tensorrt()
     builder = builder or build_serialized
-    warning = check_release(tensorrt_version, options.release)  # refuse before any work
-    if warning:
-        log.warning("%s", warning)
+    note = check_release(tensorrt_version, options.release)  # refuse before any work
+    if note:
+        log.info("%s", note)
     if spec is None:
         spec, precision = spec_and_precision(onnx_path)
     elif precision is None:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from export.errors import ExportError
 from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR
-
-RELEASE_ENV = "SEGSERVE_NGC_RELEASE"  # set by docker/engine-builder/Dockerfile
+from export.releases import BUILDER_RELEASE_ENV
 
 
 def build_engine_parser() -> argparse.ArgumentParser:
@@ -34,10 +33,10 @@ def build_engine_parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", type=Path, required=True, help="model repository to write (what Triton serves)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                    help="engine + timing cache, shareable between pods (default: %(default)s)")
-    p.add_argument("--release", metavar="YY.MM", default=os.environ.get(RELEASE_ENV) or None,
+    p.add_argument("--release", metavar="YY.MM", default=os.environ.get(BUILDER_RELEASE_ENV) or None,
                    help="NGC release of the Triton image that serves the engines; this TensorRT must be that "
-                        f"release's (default: ${RELEASE_ENV}, set by the builder image, else the version table's "
-                        "default release)")
+                        f"release's (default: ${BUILDER_RELEASE_ENV}, set by the builder image, else the version "
+                        "table's default release)")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
                    help="precision the ONNX graphs must have been exported in; the engine computes in the graph's "
                         "types (default: %(default)s)")

@@ -89,17 +89,30 @@ def same_tensorrt(built: str, serving: str) -> bool:
     return built.split(".")[:3] == serving.split(".")[:3]
 
 
-def check_release(tensorrt_version: str, ngc: str | None) -> str | None:
+def check_release(tensorrt_version: str, ngc: str | None, builder_release: str | None = None) -> str | None:
     """Refuse a TensorRT that is not the one in the Triton image of NGC release ``ngc`` (None: the default release).
 
-    Returns a warning when the table does not know that release's TensorRT yet (then nothing can be checked), None
-    when they match; raises ExportError on a mismatch."""
-    from export.releases import get_release
+    Where the table does not list that release's TensorRT yet, the only proof is the builder image of the same
+    release (``builder_release``, default ``$SEGSERVE_NGC_RELEASE``): NGC pairs the two images' TensorRT. Inside it
+    this returns a note saying so; anywhere else it refuses, since a plan from another TensorRT does not deserialise
+    in that Triton. Returns None when the versions match; raises ExportError otherwise."""
+    import os
+
+    from export.releases import BUILDER_RELEASE_ENV, get_release, releases
 
     release = get_release(ngc)
     if release.tensorrt is None:
-        return (f"export/data/releases.json does not list the TensorRT of NGC {release.ngc} yet: cannot check that "
-                f"TensorRT {tensorrt_version} matches {release.triton_image}; build in {release.builder_base_image}.")
+        builder_release = builder_release if builder_release is not None else os.environ.get(BUILDER_RELEASE_ENV)
+        if builder_release == release.ngc:
+            return (f"TensorRT {tensorrt_version} is NGC {release.ngc}'s by construction: this is that release's "
+                    f"builder image (${BUILDER_RELEASE_ENV}={builder_release}; export/data/releases.json does not "
+                    "list the version yet).")
+        verified = ", ".join(r.ngc for r in releases().values() if r.tensorrt)
+        raise ExportError(
+            f"export/data/releases.json does not list the TensorRT of NGC {release.ngc} yet, so TensorRT "
+            f"{tensorrt_version} here cannot be checked against {release.triton_image}: build in that release's "
+            f"builder image (docker/engine-builder, FROM {release.builder_base_image}, where NGC pairs the versions) "
+            f"or pass the --release of a verified row ({verified}).")
     if not same_tensorrt(tensorrt_version, release.tensorrt):
         raise ExportError(
             f"TensorRT {tensorrt_version} here, but {release.triton_image} (NGC {release.ngc}) serves with TensorRT "

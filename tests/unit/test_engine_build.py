@@ -141,13 +141,45 @@ def test_engines_are_refused_for_a_triton_with_another_tensorrt(tmp_path):
     assert check_release("10.5.0.11", "24.10") is None  # the build number does not change the plan format
 
 
-def test_a_release_whose_tensorrt_is_not_in_the_table_yet_is_a_warning_not_a_pass():
-    from export.releases import get_release
+def unverified_release() -> str:
+    from export.releases import releases
 
-    unknown = [r for r in ("26.07",) if get_release(r).tensorrt is None]
+    unknown = [r.ngc for r in releases().values() if r.tensorrt is None]
     if not unknown:
         pytest.skip("every release's TensorRT is known")
-    assert "does not list the TensorRT of NGC 26.07" in check_release("10.5.0", "26.07")
+    return unknown[-1]
+
+
+def test_a_release_whose_tensorrt_is_not_in_the_table_is_refused_outside_its_builder_image(tmp_path, monkeypatch):
+    from export.releases import BUILDER_RELEASE_ENV
+
+    ngc = unverified_release()
+    monkeypatch.delenv(BUILDER_RELEASE_ENV, raising=False)
+    message = (rf"does not list the TensorRT of NGC {ngc} yet, so TensorRT 10\.5\.0 here cannot be checked against "
+               rf"nvcr\.io/nvidia/tritonserver:{ngc}-py3: build in that release's builder image .*FROM "
+               rf"nvcr\.io/nvidia/tensorrt:{ngc}-py3.* or pass the --release of a verified row \(24\.10, 24\.12")
+    with pytest.raises(ExportError, match=message):
+        check_release("10.5.0", ngc)
+    with pytest.raises(ExportError, match=message):  # the builder image of another release proves nothing
+        check_release("10.5.0", ngc, builder_release="24.10")
+    with pytest.raises(ExportError, match=message):  # refused before any work
+        build_engine(tiny_onnx(tmp_path / "unet.onnx"), cache_dir=tmp_path, builder=FakeBuild(),
+                     tensorrt_version="10.5.0", gpu=H100, options=BuildOptions(release=ngc))
+    assert not any(tmp_path.rglob("*.plan"))
+
+
+def test_inside_its_builder_image_an_unlisted_release_builds_with_a_note(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from export.releases import BUILDER_RELEASE_ENV
+
+    ngc = unverified_release()
+    assert "is NGC %s's by construction" % ngc in check_release("10.5.0", ngc, builder_release=ngc)
+    monkeypatch.setenv(BUILDER_RELEASE_ENV, ngc)
+    with caplog.at_level(logging.INFO):
+        result = build_engine(tiny_onnx(tmp_path / "unet.onnx"), cache_dir=tmp_path / "c", builder=FakeBuild(),
+                              tensorrt_version="10.5.0", gpu=H100, options=BuildOptions(release=ngc, progress=False))
+    assert result.sidecar.tensorrt_version == "10.5.0" and f"${BUILDER_RELEASE_ENV}={ngc}" in caplog.text
 
 
 def onnxruntime_repository(root, models=("unet", "deeplabv3")):
@@ -321,7 +353,7 @@ def test_the_builder_images_release_is_build_engines_default(monkeypatch):
 
     import export.tensorrt.cli as cli
 
-    monkeypatch.setenv(cli.RELEASE_ENV, "24.10")
+    monkeypatch.setenv(cli.BUILDER_RELEASE_ENV, "24.10")
     assert importlib.reload(cli).build_engine_parser().parse_args(["--repository", "x"]).release == "24.10"
-    monkeypatch.delenv(cli.RELEASE_ENV)
+    monkeypatch.delenv(cli.BUILDER_RELEASE_ENV)
     assert importlib.reload(cli).build_engine_parser().parse_args(["--repository", "x"]).release is None
