@@ -30,7 +30,10 @@ ROUNDED_SUFFIX = "/fp16_rounded"
 
 
 def rounded_graph(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    """An FP32 copy of the mixed-precision ``model`` in which every FP16 tensor is rounded to FP16 where it is made."""
+    """An FP32 copy of the mixed-precision ``model`` in which every FP16 tensor is rounded to FP16 where it is made.
+
+    Refuses (ExportError) what it cannot round: an output whose type shape inference cannot tell, FP16 graph inputs,
+    FP16 inside subgraphs, local functions or sparse initializers, and ``dtype`` attributes asking for FP16."""
     onnx = require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -39,12 +42,14 @@ def rounded_graph(model: "onnx.ModelProto") -> "onnx.ModelProto":
     fp16 = TensorProto.FLOAT16
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
-    for node in graph.node:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            raise ExportError(f"FP16 rounding emulation does not handle subgraphs ({node.op_type} `{node.name}`).")
-    if any(v.type.tensor_type.elem_type == fp16 for v in graph.input):
-        raise ExportError("FP16 rounding emulation needs non-FP16 graph inputs.")
-    rounded = {name for name, kind in tensor_types(model).items() if kind == "FLOAT16"}
+    _refuse_what_cannot_be_rounded(model)
+    types = tensor_types(model)
+    untyped = [name for node in graph.node for name in node.output if name and types.get(name, "UNDEFINED") ==
+               "UNDEFINED"]
+    if untyped:
+        raise ExportError(f"FP16 rounding emulation cannot type tensor `{untyped[0]}` ({len(untyped)} untyped); "
+                          f"{FP32_HINT}")
+    rounded = {name for name, kind in types.items() if kind == "FLOAT16"}
     rounded -= {t.name for t in graph.initializer}  # FP16 weights are exact in FP32: widen them, nothing to round
 
     for i, tensor in enumerate(graph.initializer):
@@ -63,8 +68,6 @@ def rounded_graph(model: "onnx.ModelProto") -> "onnx.ModelProto":
             elif attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == fp16:
                 attribute.t.CopyFrom(numpy_helper.from_array(
                     numpy_helper.to_array(attribute.t).astype(np.float32), attribute.t.name))
-            elif attribute.name == "dtype" and attribute.i == fp16:
-                raise ExportError(f"FP16 rounding emulation does not handle {node.op_type}'s dtype attribute.")
         nodes.append(node)
         for k, name in enumerate(node.output):
             if name in rounded:
@@ -78,15 +81,69 @@ def rounded_graph(model: "onnx.ModelProto") -> "onnx.ModelProto":
     return model
 
 
-def run_rounded(onnx_path: Path, spec: "ModelSpec", images: np.ndarray) -> dict[str, np.ndarray]:
-    """``onnx_path``'s FP16 graph on CPU with every FP16 tensor rounded; outputs in the spec's dtypes."""
-    ort = require("onnxruntime")
-    from export.metadata import load_onnx
+FP32_HINT = "export with --precision fp32"
 
-    options = ort.SessionOptions()
-    # Graph optimisations could fold a Cast(FLOAT16) -> Cast(FLOAT) pair away; the point is to keep every one.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(rounded_graph(load_onnx(onnx_path)).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    outputs = session.run(spec.output_names, {spec.image.name: images})
-    return {out.name: value.astype(out.np_dtype, copy=False) for out, value in zip(spec.outputs, outputs)}
+
+def _refuse_what_cannot_be_rounded(model: "onnx.ModelProto") -> None:
+    from onnx import AttributeProto, TensorProto
+
+    fp16 = TensorProto.FLOAT16
+    graph = model.graph
+    if any(v.type.tensor_type.elem_type == fp16 for v in graph.input):
+        raise ExportError(f"FP16 rounding emulation needs non-FP16 graph inputs; {FP32_HINT}")
+    if any(t.values.data_type == fp16 for t in graph.sparse_initializer):
+        raise ExportError(f"FP16 rounding emulation does not handle FP16 sparse initializers; {FP32_HINT}")
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "dtype" and attribute.type == AttributeProto.INT and attribute.i == fp16:
+                raise ExportError(f"FP16 rounding emulation does not handle {node.op_type} `{node.name}`'s dtype "
+                                  f"attribute; {FP32_HINT}")
+            if attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) and any(
+                    _declares_fp16(sub) for sub in [attribute.g, *attribute.graphs]):
+                raise ExportError(f"FP16 rounding emulation does not round inside subgraphs ({node.op_type} "
+                                  f"`{node.name}` has FP16 tensors); {FP32_HINT}")
+    for function in model.functions:
+        if any(_declares_fp16_node(n) for n in function.node):
+            raise ExportError(f"FP16 rounding emulation does not round inside local function `{function.name}`; "
+                              f"{FP32_HINT}")
+
+
+def _declares_fp16_node(node: "onnx.NodeProto") -> bool:
+    from onnx import AttributeProto, TensorProto
+
+    fp16 = TensorProto.FLOAT16
+    for attribute in node.attribute:
+        if attribute.type == AttributeProto.INT and attribute.name in ("to", "dtype") and attribute.i == fp16:
+            return True
+        if attribute.type == AttributeProto.TENSOR and attribute.t.data_type == fp16:
+            return True
+        if attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) and any(
+                _declares_fp16(sub) for sub in [attribute.g, *attribute.graphs]):
+            return True
+    return False
+
+
+def _declares_fp16(graph: "onnx.GraphProto") -> bool:
+    """Whether ``graph`` makes or declares an FP16 tensor: initializers, typed values, casts, constants."""
+    from onnx import TensorProto
+
+    fp16 = TensorProto.FLOAT16
+    return (any(t.data_type == fp16 for t in graph.initializer)
+            or any(v.type.tensor_type.elem_type == fp16 for v in (*graph.input, *graph.output, *graph.value_info))
+            or any(_declares_fp16_node(n) for n in graph.node))
+
+
+def run_rounded(onnx_path: Path, spec: "ModelSpec", images: np.ndarray) -> dict[str, np.ndarray]:
+    """``onnx_path``'s FP16 graph on CPU with every FP16 tensor rounded; the outputs the graph declares FP16 come back
+    as FP16 (their values are FP16 already), the others as computed."""
+    from onnx import TensorProto
+
+    from export.metadata import load_onnx
+    from export.parity import ort_session, run_onnxruntime
+
+    model = load_onnx(onnx_path)
+    declared_fp16 = {o.name for o in model.graph.output if o.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    # Op by op as written: no fusion across a Cast pair, nothing folded away.
+    session = ort_session(rounded_graph(model).SerializeToString(), optimise=False)
+    outputs = run_onnxruntime(onnx_path, spec, images, session=session)
+    return {name: value.astype(np.float16) if name in declared_fp16 else value for name, value in outputs.items()}

@@ -28,13 +28,17 @@ def run_eager(module: "torch.nn.Module", spec: ModelSpec, images: np.ndarray) ->
     return {name: t.numpy() for name, t in zip(spec.output_names, out)}
 
 
-def ort_session(onnx_path: Path, threads: int = 0):
+def ort_session(model: Path | bytes, threads: int = 0, optimise: bool = True):
+    """A CPU session for an ONNX file or serialised model; ``optimise=False`` runs the graph op by op as written."""
     ort = require("onnxruntime")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if not optimise:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=["CPUExecutionProvider"])
 
 
 def run_onnxruntime(onnx_path: Path, spec: ModelSpec, images: np.ndarray, session=None) -> dict[str, np.ndarray]:

@@ -182,7 +182,7 @@ def convert_to_fp16(model: "onnx.ModelProto",
 
 
 def tensor_types(model: "onnx.ModelProto") -> dict[str, str]:
-    """Element type name of every typed tensor after shape inference (for tests)."""
+    """Element type name of every typed tensor after shape inference (``export.fp16_rounding``, tests)."""
     onnx = require("onnx")
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     graph = inferred.graph

@@ -16,7 +16,7 @@ from export.errors import ExportError
 RELEASES_FILE = Path(__file__).parent / "data" / "releases.json"
 # Set by docker/engine-builder/Dockerfile: the NGC release of the image this process runs in. NGC ships
 # tensorrt:<yy.mm>-py3 and tritonserver:<yy.mm>-py3 with the same TensorRT, so inside that image the installed
-# TensorRT *is* the release's, verified by construction even where the table has no version yet.
+# TensorRT is taken as the release's where the table has no version yet (export.tensorrt.sidecar.check_release).
 BUILDER_RELEASE_ENV = "SEGSERVE_NGC_RELEASE"
 
 

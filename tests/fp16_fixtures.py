@@ -1,5 +1,5 @@
 """FP16 test fixtures shared by tests/export/test_fp16.py (CPU, ONNX Runtime) and tests/gpu (TensorRT engines):
-each model's conditioned FP32 eager module and its ``--precision fp16`` ONNX export.
+each model's trained or conditioned FP32 eager module and its ``--precision fp16`` ONNX export.
 
 Random weights give the FP16 gate nothing to measure: a random network with BatchNorm recalibrated (the
 non-degenerate fixture of tests/support.py) is *chaotic* (every residual block amplifies a perturbation by ~1.2x:
@@ -110,7 +110,8 @@ def realistic_images(spec, count, seed=0):
 
 
 def make_fp16_exports(work: Path) -> dict:
-    """Each model: (spec, the trained or conditioned FP32 eager module, its FP16 ONNX export by the production export path)."""
+    """Each model: (spec, the trained or conditioned FP32 eager module, its FP16 ONNX export by the production export
+    path)."""
     from export.models import MODELS, build_served_module
     from export.normalise import image_normaliser
     from export.onnx_export import export_onnx

@@ -118,7 +118,11 @@ def to_fp16(onnx_path: Path, spec: ModelSpec) -> str:
     half = convert_onnx_file(onnx_path, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"))
     images = np.stack([synthetic_image(spec.height, spec.width, seed=11 + i) for i in range(2)])[
         : max(1, min(2, spec.max_batch_size))]
-    agreement = fp16_agreement(spec, run_onnxruntime(onnx_path, spec, images), half, images)
+    try:
+        agreement = fp16_agreement(spec, run_onnxruntime(onnx_path, spec, images), half, images)
+    except BaseException:
+        half.unlink()
+        raise
     if not agreement.passed:
         half.unlink()
         raise ExportError(f"FP16 accuracy gate failed for `{spec.name}` (FP16 vs FP32 graph): {agreement.summary}. "

@@ -92,10 +92,11 @@ def same_tensorrt(built: str, serving: str) -> bool:
 def check_release(tensorrt_version: str, ngc: str | None, builder_release: str | None = None) -> str | None:
     """Refuse a TensorRT that is not the one in the Triton image of NGC release ``ngc`` (None: the default release).
 
-    Where the table does not list that release's TensorRT yet, the only proof is the builder image of the same
-    release (``builder_release``, default ``$SEGSERVE_NGC_RELEASE``): NGC pairs the two images' TensorRT. Inside it
-    this returns a note saying so; anywhere else it refuses, since a plan from another TensorRT does not deserialise
-    in that Triton. Returns None when the versions match; raises ExportError otherwise."""
+    Where the table does not list that release's TensorRT yet, what is left is the builder image of the same release
+    (``builder_release``, default ``$SEGSERVE_NGC_RELEASE``, which that image sets): NGC pairs the two images'
+    TensorRT. Inside it this returns a note saying so (trusting the image's variable); anywhere else it refuses, since
+    a plan from another TensorRT does not deserialise in that Triton. Returns None when the versions match; raises
+    ExportError otherwise."""
     import os
 
     from export.releases import BUILDER_RELEASE_ENV, get_release, releases
@@ -104,9 +105,9 @@ def check_release(tensorrt_version: str, ngc: str | None, builder_release: str |
     if release.tensorrt is None:
         builder_release = builder_release if builder_release is not None else os.environ.get(BUILDER_RELEASE_ENV)
         if builder_release == release.ngc:
-            return (f"TensorRT {tensorrt_version} is NGC {release.ngc}'s by construction: this is that release's "
-                    f"builder image (${BUILDER_RELEASE_ENV}={builder_release}; export/data/releases.json does not "
-                    "list the version yet).")
+            return (f"TensorRT {tensorrt_version} taken as NGC {release.ngc}'s: this runs in that release's builder "
+                    f"image (${BUILDER_RELEASE_ENV}={builder_release}), and NGC ships it with the Triton image's "
+                    "TensorRT; export/data/releases.json does not list the version yet.")
         verified = ", ".join(r.ngc for r in releases().values() if r.tensorrt)
         raise ExportError(
             f"export/data/releases.json does not list the TensorRT of NGC {release.ngc} yet, so TensorRT "

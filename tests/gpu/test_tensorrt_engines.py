@@ -38,8 +38,9 @@ def release_of_this_tensorrt() -> str:
             return release.ngc
     if os.environ.get(BUILDER_RELEASE_ENV):
         return os.environ[BUILDER_RELEASE_ENV]
-    pytest.skip(f"TensorRT {trt.__version__} belongs to no release in export/data/releases.json: run tests/gpu in "
-                "the builder image (docker/engine-builder), which names its release")
+    pytest.skip(f"TensorRT {trt.__version__} belongs to no release in export/data/releases.json: run tests/gpu in an "
+                f"image FROM nvcr.io/nvidia/tensorrt:<yy.mm>-py3 with torch and the test extra, {BUILDER_RELEASE_ENV} "
+                "set to that yy.mm")
 
 
 @pytest.fixture(scope="session")

@@ -174,7 +174,7 @@ def test_inside_its_builder_image_an_unlisted_release_builds_with_a_note(tmp_pat
     from export.releases import BUILDER_RELEASE_ENV
 
     ngc = unverified_release()
-    assert "is NGC %s's by construction" % ngc in check_release("10.5.0", ngc, builder_release=ngc)
+    assert f"taken as NGC {ngc}'s: this runs in that release's builder image" in check_release("10.5.0", ngc, ngc)
     monkeypatch.setenv(BUILDER_RELEASE_ENV, ngc)
     with caplog.at_level(logging.INFO):
         result = build_engine(tiny_onnx(tmp_path / "unet.onnx"), cache_dir=tmp_path / "c", builder=FakeBuild(),

@@ -10,8 +10,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.fp16_rounding import rounded_graph  # noqa: E402
 
-# Chosen so that rounding the product before the sum changes the answer: 1 + 2^-11 is a tie in FP16 (rounds to 1),
-# while 1.0004883 * 1.0004883 = 1.00097680 rounds to 1.0009766 in FP16.
+# Values for which rounding the product before the sum changes the answer (pi's element does; the test asserts that
+# some element does): SCALE is FP16 1.0009766, SHIFT -2^-10.
 X = np.array([[1.0004883, 3.1415927, 0.33333334, 1000.1]], np.float32)
 SCALE = np.float16(1.0004883)
 SHIFT = np.float16(-0.0009765625)
@@ -82,11 +82,36 @@ def test_the_original_graph_is_left_as_it_was():
     assert model.SerializeToString() == before
 
 
-def test_subgraphs_are_refused_by_name():
-    branch = helper.make_graph([helper.make_node("Identity", ["X"], ["b"])], "branch", [],
-                               [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 4])])
+def branch(value_type):
+    return helper.make_graph([helper.make_node("Identity", ["X"], ["b"])], "branch", [],
+                             [helper.make_tensor_value_info("b", value_type, [1, 4])])
+
+
+def test_fp16_inside_a_subgraph_is_refused_by_name_an_fp32_subgraph_is_kept():
     model = chain()
-    model.graph.node.append(helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=branch,
-                                             name="maybe"))
-    with pytest.raises(ExportError, match=r"subgraphs \(If `maybe`\)"):
+    model.graph.node.append(helper.make_node("If", ["cond"], ["out"], then_branch=branch(TensorProto.FLOAT16),
+                                             else_branch=branch(TensorProto.FLOAT), name="maybe"))
+    with pytest.raises(ExportError, match=r"inside subgraphs \(If `maybe` has FP16 tensors\); export with "
+                                          r"--precision fp32"):
+        rounded_graph(model)
+    kept = chain()
+    kept.graph.node.append(helper.make_node("If", ["cond"], ["out"], then_branch=branch(TensorProto.FLOAT),
+                                            else_branch=branch(TensorProto.FLOAT), name="maybe"))
+    kept.graph.input.append(helper.make_tensor_value_info("cond", TensorProto.BOOL, []))
+    if_node = next(n for n in rounded_graph(kept).graph.node if n.op_type == "If")
+    assert if_node.attribute[0].g == branch(TensorProto.FLOAT)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m.graph.input[0].type.tensor_type.__setattr__("elem_type", TensorProto.FLOAT16),
+     r"needs non-FP16 graph inputs"),
+    (lambda m: m.graph.node.append(helper.make_node("EyeLike", ["Z"], ["eye"], dtype=TensorProto.FLOAT16,
+                                                    name="eye")), r"EyeLike `eye`'s dtype attribute"),
+    (lambda m: (m.graph.node.append(helper.make_node("Mystery", ["Y"], ["m"], domain="example.custom")),
+                m.opset_import.append(helper.make_opsetid("example.custom", 1))), r"cannot type tensor `m`"),
+])
+def test_what_cannot_be_rounded_is_refused_not_run_unrounded(change, message):
+    model = chain()
+    change(model)
+    with pytest.raises(ExportError, match=message + r".*--precision fp32"):
         rounded_graph(model)
