@@ -147,6 +147,25 @@ def test_spec_travels_in_the_metadata_and_every_target_gets_a_repository(tmp_pat
                                                                                        "class_2"]
 
 
+def test_an_fp16_import_is_gated_in_both_runs_and_a_gate_error_leaves_no_half_file(tmp_path, capsys, monkeypatch):
+    import export.fp16_rounding
+    from export.errors import ExportError
+
+    net = channel_scores_net(tmp_path)
+    args = [net, "--name", "colours", "--precision", "fp16", "--work-dir", tmp_path / "w"]
+    code, out, err = run_import([*args, "--output", tmp_path / "repo"], capsys)
+    assert code == 0, err
+    assert "as is: pixel agreement 100.0" in out and "every FP16 tensor rounded: pixel agreement 100.0" in out
+
+    def cannot_round(*_):
+        raise ExportError("FP16 rounding emulation cannot type tensor `x`")
+
+    monkeypatch.setattr(export.fp16_rounding, "run_rounded", cannot_round)
+    code, _, err = run_import([*args, "--output", tmp_path / "repo2"], capsys)
+    assert code == 1 and err.strip().endswith("cannot type tensor `x`") and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("*.fp16.onnx")) and not (tmp_path / "repo2" / "colours").exists()
+
+
 def test_a_fixed_batch_of_one_is_freed_for_batching(tmp_path, capsys):
     net = channel_scores_net(tmp_path, batch=1)
     repo = tmp_path / "repo"
