@@ -128,6 +128,12 @@ def ort_tensorrt_parameters(spec: ModelSpec, options: ServingOptions) -> dict[st
     batch) stop the provider from rebuilding its engine whenever dynamic batching forms a larger batch; the engine
     and timing caches live on the persistent path the chart mounts (``ORT_TRT_CACHE_DIR``), not in the container."""
     low, opt, high = spec.batch_profile
+    # precision_mode FP16 (the provider's trt_fp16_enable): on a weakly typed TensorRT 10 network it is what lets the
+    # graph's FP16 layers run in FP16 (without it TensorRT before 10.12 ran every layer FP32: Torch-TensorRT's
+    # user_guide/mixed_precision "Explicit Typing"); it also lets TensorRT 10 pick FP16 for the graph's FP32 islands
+    # where that is faster (not verifiable here). TensorRT 11 builds every network strongly typed ("All networks are
+    # strongly typed": TensorRT 11.4.0 docs, inference-library/dla-strongly-typed-networks.html), so there the
+    # graph's types decide, as in segserve's own engines.
     return {
         "precision_mode": "FP16",
         "max_workspace_size_bytes": str(options.trt_workspace_bytes),
