@@ -192,26 +192,6 @@ def tensor_types(model: "onnx.ModelProto") -> dict[str, str]:
     return types
 
 
-def convert_onnx_file(source: "Path", dest: "Path") -> "Path":
-    """The FP16 graph of an FP32 ``python -m export`` file, metadata updated, written aside and renamed into place
-    (what ``export_onnx(..., precision="fp16")`` does after exporting; the importer uses it on its FP32 graph)."""
-    from pathlib import Path
-
-    from export.metadata import PRECISION_KEY, SPEC_KEY, load_onnx, metadata_of, precision_of, save_onnx, set_metadata
-
-    model = load_onnx(source)  # once: the metadata and the graph come from the same parse
-    props = metadata_of(model)
-    if precision_of(props) != "fp32":
-        raise ExportError(f"{source} is already a {props[PRECISION_KEY]} graph.")
-    from export.spec import ModelSpec
-
-    spec_json = props.get(SPEC_KEY)
-    fp32_ops = ModelSpec.from_json(spec_json).fp32_op_types if spec_json else ()
-    model, _ = convert_to_fp16(model, fp32_ops=fp32_ops)
-    set_metadata(model, {**props, PRECISION_KEY: "fp16"})
-    return save_onnx(model, Path(dest))
-
-
 # The FP16 accuracy gate (issue #7): FP16 graph vs FP32 eager PyTorch. Semantic: pixel agreement; Mask R-CNN: the
 # share of reference detections matched (same label, IoU > 0.9), matched boxes within 1 px, binarised masks.
 FP16_PIXEL_AGREEMENT = 0.995

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.config import ServingOptions
 from export.errors import ExportError, require
@@ -15,6 +16,9 @@ from export.layout import DEFAULT_WORK_DIR, onnx_path_for
 from export.metadata import REWRITES_KEY, SPEC_KEY, save_onnx, set_metadata
 from export.pipeline import ExportResult, build_engine_for, timed
 from export.spec import FOREGROUND_CLASSES, IMAGENET_MEAN, IMAGENET_STD, IMPORTED_FP32_OPS, ModelSpec
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +79,9 @@ def check_fits(source: SourceGraph, spec: ModelSpec) -> None:
                           f"{source.path.name} output `{source.output_name}` has {source.channels} channels.")
 
 
-def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> None:
-    """Rewrite for TensorRT, put the spec in the metadata, check and write ``path`` aside-then-rename."""
+def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> "onnx.ModelProto":
+    """Rewrite for TensorRT, put the spec in the metadata, check and write ``path`` aside-then-rename; returns the
+    model written, so later steps need not read it back."""
     onnx = require("onnx")
     from export.tensorrt.rewrite import make_tensorrt_friendly
 
@@ -87,16 +92,19 @@ def write_onnx(model, spec: ModelSpec, source: SourceGraph, path: Path) -> None:
                          SOURCE_KEY: f"{source.path.name} sha256:{source.sha256} output:{source.output_name}"})
     onnx.checker.check_model(model)
     save_onnx(model, path)
+    return model
 
 
-def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions, release: str | None = None) -> str:
+def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions, release: str | None = None,
+                          model: "onnx.ModelProto | None" = None) -> str:
     """TensorRT's ONNX parser rules (export/tensorrt/static_check.py, the table of NGC ``release``'s TensorRT) on the
     wrapped graph: an error for the tensorrt target, a warning otherwise (ONNX Runtime serves what TensorRT would
-    refuse)."""
-    from export.tensorrt.static_check import check_onnx_file, release_target
+    refuse). ``model``: the graph at ``path`` when the caller holds it (not read again)."""
+    from export.metadata import load_onnx
+    from export.tensorrt.static_check import check_model, release_target
 
     tensorrt, table = release_target(release)
-    findings = check_onnx_file(path, spec.name, tensorrt)
+    findings = check_model(model if model is not None else load_onnx(path), spec.name, tensorrt)
     if not findings:
         return f"TensorRT static check ({table}): no findings"
     listing = "; ".join(str(f) for f in findings[:3]) + (f"; ... {len(findings) - 3} more" if len(findings) > 3 else "")
@@ -106,27 +114,30 @@ def static_tensorrt_check(path: Path, spec: ModelSpec, options: ServingOptions, 
     return f"TensorRT static check ({table}): {len(findings)} findings"
 
 
-def to_fp16(onnx_path: Path, spec: ModelSpec) -> str:
-    """Replace the wrapped FP32 graph by its mixed-precision form (export.precision) after gating it against the FP32
-    graph in ONNX Runtime (``fp16_agreement``); the FP32 graph stays when the gate fails (with the numbers)."""
+def to_fp16(onnx_path: Path, spec: ModelSpec, model: "onnx.ModelProto") -> str:
+    """Replace the wrapped FP32 graph (``model``, at ``onnx_path``) by its mixed-precision form (export.precision)
+    after gating it against the FP32 graph in ONNX Runtime (``fp16_agreement``); the FP32 graph stays when the gate
+    fails (with the numbers)."""
     import numpy as np
 
+    from export.metadata import PRECISION_KEY, metadata_of
     from export.parity import run_onnxruntime
-    from export.precision import convert_onnx_file, fp16_agreement
+    from export.precision import convert_to_fp16, fp16_agreement
     from export.samples import synthetic_image
 
-    half = convert_onnx_file(onnx_path, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"))
+    half_model, _ = convert_to_fp16(model, fp32_ops=spec.fp32_op_types)
+    set_metadata(half_model, {**metadata_of(model), PRECISION_KEY: "fp16"})
+    half = save_onnx(half_model, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"))
     images = np.stack([synthetic_image(spec.height, spec.width, seed=11 + i) for i in range(2)])[
         : max(1, min(2, spec.max_batch_size))]
     try:
         agreement = fp16_agreement(spec, run_onnxruntime(onnx_path, spec, images), half, images)
+        if not agreement.passed:
+            raise ExportError(f"FP16 accuracy gate failed for `{spec.name}` (FP16 vs FP32 graph): "
+                              f"{agreement.summary}. Import with --precision fp32.")
     except BaseException:
         half.unlink()
         raise
-    if not agreement.passed:
-        half.unlink()
-        raise ExportError(f"FP16 accuracy gate failed for `{spec.name}` (FP16 vs FP32 graph): {agreement.summary}. "
-                          "Import with --precision fp32.")
     os.replace(half, onnx_path)
     return f"FP16 vs FP32 graph: {agreement.summary}"
 
@@ -145,7 +156,7 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
     precision = precision or default_precision(options.target, options.device)
     onnx_path = onnx_path_for(work_dir, spec.name)
     with timed(seconds, "wrap"):
-        write_onnx(wrap(source, spec), spec, source, onnx_path)
+        model = write_onnx(wrap(source, spec), spec, source, onnx_path)
 
     summary = "skipped"
     if parity:
@@ -160,11 +171,11 @@ def import_source(source: SourceGraph, spec: ModelSpec, options: ServingOptions,
             summary = check_parity(source, spec, onnx_path, images).summary
 
     with timed(seconds, "trt-check"):
-        summary += "; " + static_tensorrt_check(onnx_path, spec, options, release)
+        summary += "; " + static_tensorrt_check(onnx_path, spec, options, release, model)
 
     if precision == "fp16":
         with timed(seconds, "fp16"):
-            summary += "; " + to_fp16(onnx_path, spec)
+            summary += "; " + to_fp16(onnx_path, spec, model)
 
     plan_path = plan
     if options.target == "tensorrt" and plan_path is None:
