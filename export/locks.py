@@ -1,5 +1,5 @@
-"""An exclusive lock between processes and threads, for files several writers share: the engine cache (one build
-per engine) and a model repository (one writer at a time).
+"""Files several writers share (the engine cache, a model repository, exported ONNX files): an exclusive lock
+between processes and threads (one engine build, one repository writer at a time), and writes renamed into place.
 
 ``fcntl.flock`` on a lock file: the kernel releases it when the holder dies, so a killed writer never leaves a stale
 lock (the file itself stays, empty). On NFS, Linux emulates flock with a whole-file ``fcntl`` lock, which needs the
@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -41,3 +43,20 @@ def file_lock(path: Path, timeout_s: float, busy: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a unique temporary file beside ``path``, fsync it and rename it into place: a reader never
+    sees half a file, and each write is a new file (inode), so a hard link to the old one keeps what it had."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

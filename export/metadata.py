@@ -7,8 +7,6 @@ to travels with it, because a strongly typed engine takes its precision from the
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from export.errors import ExportError, require
@@ -35,18 +33,12 @@ def load_onnx(onnx_path: Path, load_external_data: bool = True):
 
 
 def save_onnx(model, path: Path) -> Path:
-    """``onnx.save`` under a unique temporary name beside ``path``, renamed into place: a reader never sees half a
-    file, and each save is a new file (inode), so a repository that hard-links an earlier one keeps what it had."""
-    onnx = require("onnx")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, name)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    """The serialised model written aside and renamed into place (``export.locks.atomic_write``): a reader never sees
+    half a file, and each save is a new file (inode), so a repository that hard-links an earlier one keeps what it
+    had."""
+    from export.locks import atomic_write
+
+    atomic_write(path, model.SerializeToString())
     return path
 
 

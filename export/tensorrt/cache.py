@@ -14,14 +14,12 @@ unique temporary name and renamed into place (``os.replace`` is atomic on POSIX)
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from export import locks
+from export.locks import atomic_write  # noqa: F401 (the cache's writes: cache.atomic_write)
 from export.tensorrt.gpu import GpuInfo
 
 TIMING_CACHE = "timing.cache"
@@ -55,22 +53,6 @@ def plan_path(cache_dir: Path, gpu: GpuInfo, tensorrt_version: str, key: str) ->
 
 def timing_cache_path(cache_dir: Path, gpu: GpuInfo, tensorrt_version: str) -> Path:
     return cache_folder(cache_dir, gpu, tensorrt_version) / TIMING_CACHE
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a unique temporary file beside ``path``, fsync it and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def file_lock(path: Path, timeout_s: float):
