@@ -181,11 +181,11 @@ def convert_to_fp16(model: "onnx.ModelProto",
     return inferred, dict(counts)
 
 
-def tensor_types(model: "onnx.ModelProto") -> dict[str, str]:
-    """Element type name of every typed tensor after shape inference (``export.fp16_rounding``, tests)."""
+def tensor_types(model: "onnx.ModelProto", infer: bool = True) -> dict[str, str]:
+    """Element type name of every typed tensor after shape inference (``export.fp16_rounding``, tests);
+    ``infer=False``: of a model that already went through it."""
     onnx = require("onnx")
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    graph = inferred.graph
+    graph = (onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True) if infer else model).graph
     types = {v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type)
              for v in (*graph.input, *graph.output, *graph.value_info)}
     types.update({t.name: onnx.TensorProto.DataType.Name(t.data_type) for t in graph.initializer})
@@ -218,16 +218,16 @@ def fp16_gate(task: str, reference: dict, candidate: dict, *, max_detections: in
     for b in range(len(reference["BOXES"])):
         r = compare_detections(detections_from_outputs(reference, b), detections_from_outputs(candidate, b),
                                max_detections=max_detections, limits=limits)
-        share = r.matched / r.reference_count if r.reference_count else 1.0
+        share = _matched_share(r)
         ok = (share >= FP16_MATCHED_SHARE and r.max_box_error_px <= FP16_BOX_ERROR_PX
               and r.mask_agreement >= FP16_MASK_AGREEMENT)
         summary = (f"{share:.1%} of {r.reference_count} FP32 detections matched by FP16 (same label, IoU > "
                    f"{FP16_MATCH_IOU}; need >= {FP16_MATCHED_SHARE:.0%}; FP16 has {r.candidate_count}), max box "
                    f"error {r.max_box_error_px:.3f} px (<= {FP16_BOX_ERROR_PX}), binarised mask agreement "
                    f"{r.mask_agreement:.3%} (>= {FP16_MASK_AGREEMENT:.0%})")
-        results.append((share, dataclasses.replace(r, passed=ok, summary=summary)))
-    failed = [r for _, r in results if not r.passed]
-    return failed[0] if failed else min(results, key=lambda item: item[0])[1]
+        results.append(dataclasses.replace(r, passed=ok, summary=summary))
+    failed = [r for r in results if not r.passed]
+    return failed[0] if failed else min(results, key=_matched_share)
 
 
 def default_precision(target: str, device: str) -> str:
@@ -272,6 +272,9 @@ def fp16_agreement(spec, reference: dict, onnx_path: "Path", images):
 
 def _score(agreement) -> float:
     """What orders two passing agreements: pixel agreement (semantic) or the matched share (instance)."""
-    if agreement.pixel_agreement is not None:
-        return agreement.pixel_agreement
+    return agreement.pixel_agreement if agreement.pixel_agreement is not None else _matched_share(agreement)
+
+
+def _matched_share(agreement) -> float:
+    """The share of the FP32 detections that FP16 matched (1.0 when there were none)."""
     return agreement.matched / agreement.reference_count if agreement.reference_count else 1.0
