@@ -40,10 +40,10 @@ def rounded_graph(model: "onnx.ModelProto") -> "onnx.ModelProto":
     from export.precision import tensor_types
 
     fp16 = TensorProto.FLOAT16
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    graph = model.graph
     _refuse_what_cannot_be_rounded(model)
-    types = tensor_types(model)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)  # a typed copy to rewrite
+    graph = model.graph
+    types = tensor_types(model, infer=False)
     untyped = [name for node in graph.node for name in node.output if name and types.get(name, "UNDEFINED") ==
                "UNDEFINED"]
     if untyped:
@@ -98,8 +98,7 @@ def _refuse_what_cannot_be_rounded(model: "onnx.ModelProto") -> None:
             if attribute.name == "dtype" and attribute.type == AttributeProto.INT and attribute.i == fp16:
                 raise ExportError(f"FP16 rounding emulation does not handle {node.op_type} `{node.name}`'s dtype "
                                   f"attribute; {FP32_HINT}")
-            if attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) and any(
-                    _declares_fp16(sub) for sub in [attribute.g, *attribute.graphs]):
+            if _subgraph_declares_fp16(attribute):
                 raise ExportError(f"FP16 rounding emulation does not round inside subgraphs ({node.op_type} "
                                   f"`{node.name}` has FP16 tensors); {FP32_HINT}")
     for function in model.functions:
@@ -117,10 +116,16 @@ def _declares_fp16_node(node: "onnx.NodeProto") -> bool:
             return True
         if attribute.type == AttributeProto.TENSOR and attribute.t.data_type == fp16:
             return True
-        if attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) and any(
-                _declares_fp16(sub) for sub in [attribute.g, *attribute.graphs]):
+        if _subgraph_declares_fp16(attribute):
             return True
     return False
+
+
+def _subgraph_declares_fp16(attribute: "onnx.AttributeProto") -> bool:
+    from onnx import AttributeProto
+
+    return attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) and any(
+        _declares_fp16(sub) for sub in [attribute.g, *attribute.graphs])
 
 
 def _declares_fp16(graph: "onnx.GraphProto") -> bool:
