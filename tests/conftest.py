@@ -110,3 +110,12 @@ def helm_binary() -> Path:
     if not helm.is_file():
         pytest.fail(f"helm is not fetched into {helm.parent}: run `make tools`", pytrace=False)
     return helm
+
+
+@pytest.fixture(scope="session")
+def fp16_exports(tmp_path_factory):
+    """Each model's trained or conditioned FP32 module and its ``--precision fp16`` export (tests/fp16_fixtures.py),
+    built once for the CPU gate (tests/export/test_fp16.py) and the engines (tests/gpu)."""
+    from fp16_fixtures import make_fp16_exports
+
+    return make_fp16_exports(tmp_path_factory.mktemp("fp16"))

@@ -17,12 +17,8 @@ from export.models import MODELS
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from fp16_fixtures import TRAIN_STEPS, make_fp16_exports, realistic_images, scene_batch  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def fp16_exports(tmp_path_factory):
-    return make_fp16_exports(tmp_path_factory.mktemp("fp16"))
+from fp16_fixtures import TRAIN_STEPS, scene_batch  # noqa: E402
+from support import sample_images  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -30,7 +26,7 @@ def test_fp16_graph_passes_the_accuracy_gate_against_fp32_pytorch(fp16_exports, 
     from export.precision import check_fp16
 
     spec, module, path = fp16_exports[name]
-    images = realistic_images(spec, 1 if spec.task == "instance" else 4)
+    images = sample_images(spec.height, spec.width, 1 if spec.task == "instance" else 4)
     agreement = check_fp16(module, spec, path, images)  # raises with the numbers when the gate fails
     print(f"{name}: {agreement.summary}")
     if spec.task == "instance":
@@ -81,10 +77,12 @@ def test_fp16_graph_types_are_fixed_with_fp32_where_numerics_need_it(fp16_export
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_fp16_graph_passes_the_static_tensorrt_check(fp16_exports, name):
-    from export.tensorrt.static_check import available_tables, check_onnx_file
+    from export.metadata import load_onnx
+    from export.tensorrt.static_check import available_tables, check_model
 
-    findings = check_onnx_file(fp16_exports[name][2], name)  # the newest table (NGC 26.07's TensorRT unverified)
-    assert not findings, "\n".join(map(str, findings))
-    for version in available_tables():  # and the 10.1 table of the 24.10-25.01 releases
-        findings = check_onnx_file(fp16_exports[name][2], name, version)
+    model = load_onnx(fp16_exports[name][2])
+    # Every table: the newest is the default check (NGC 26.07's TensorRT unverified; test_tensorrt_compat.py::
+    # test_the_default_check_uses_the_newest_table), 10.1 that of the 24.10-25.01 releases.
+    for version in available_tables():
+        findings = check_model(model, name, version)
         assert not findings, "\n".join(map(str, findings))

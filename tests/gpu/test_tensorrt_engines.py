@@ -12,7 +12,7 @@ pytestmark = pytest.mark.gpu
 trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (use docker/engine-builder on a GPU node)")
 pytest.importorskip("torch")
 
-from fp16_fixtures import make_fp16_exports, realistic_images  # noqa: E402
+from support import sample_images  # noqa: E402
 
 
 def gpu_or_skip():
@@ -44,36 +44,37 @@ def release_of_this_tensorrt() -> str:
 
 
 @pytest.fixture(scope="session")
-def fp16_exports(tmp_path_factory):
+def engine_exports(request):
+    """tests/conftest.py's ``fp16_exports`` (the graphs the CPU gate checks), built only once a GPU is found."""
     gpu_or_skip()
-    return make_fp16_exports(tmp_path_factory.mktemp("fp16"))
+    return request.getfixturevalue("fp16_exports")
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_strongly_typed_fp16_engine_passes_the_accuracy_gate(fp16_exports, tmp_path, name):
+def test_strongly_typed_fp16_engine_passes_the_accuracy_gate(engine_exports, tmp_path, name):
     from export.parity import run_eager
     from export.precision import fp16_gate
     from export.tensorrt.build import BuildOptions, build_engine
     from export.tensorrt.verify import run_engine
 
-    spec, module, onnx_path = fp16_exports[name]
+    spec, module, onnx_path = engine_exports[name]
     result = build_engine(onnx_path, spec=spec, cache_dir=tmp_path,
                           options=BuildOptions(progress=False, release=release_of_this_tensorrt()))
     assert result.sidecar.precision == "fp16"
-    images = realistic_images(spec, 1 if spec.task == "instance" else 4)
+    images = sample_images(spec.height, spec.width, 1 if spec.task == "instance" else 4)
     (candidate,) = run_engine(result.plan_path, spec, [images])
     agreement = fp16_gate(spec.task, run_eager(module, spec, images), candidate, max_detections=spec.max_detections)
     print(f"{name}: TensorRT {trt.__version__} FP16 vs PyTorch FP32: {agreement.summary}")
     assert agreement.passed, agreement.summary
 
 
-def test_second_build_is_a_cache_hit_and_build_engine_writes_a_served_directory(fp16_exports, tmp_path):
+def test_second_build_is_a_cache_hit_and_build_engine_writes_a_served_directory(engine_exports, tmp_path):
     from export.config import parse_config
     from export.layout import CONFIG_FILE
     from export.tensorrt.cli import run_build_engine
 
     gpu = gpu_or_skip()
-    onnx_path = fp16_exports["deeplabv3_mobilenet"][2]
+    onnx_path = engine_exports["deeplabv3_mobilenet"][2]
     release = release_of_this_tensorrt()
     argv = ["--onnx", str(onnx_path), "--repository", str(tmp_path / "repo"), "--cache-dir", str(tmp_path / "c"),
             "--no-progress", "--release", release]
