@@ -41,8 +41,10 @@ TRAIN_LR = 3e-3
 def trained_like(net, spec, images) -> None:
     """Damp every residual branch (its last BatchNorm's scale x RESIDUAL_DAMPING), then recalibrate BatchNorm
     (Mask R-CNN, which is not trained here)."""
+    from support import recalibrate_batchnorm
+
     damp_residual_branches(net)
-    recalibrate_batchnorm(net, spec, images)
+    recalibrate_batchnorm(net.backbone if spec.task == "instance" else net, images)
 
 
 def damp_residual_branches(net) -> None:
@@ -59,18 +61,6 @@ def damp_residual_branches(net) -> None:
                 module.block[-1][1].weight *= RESIDUAL_DAMPING
 
 
-def recalibrate_batchnorm(net, spec, images) -> None:
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    target = net.backbone if spec.task == "instance" else net
-    target.train()
-    with torch.no_grad():
-        target(images)
-    net.eval()
-
-
 def scene_batch(size: int, count: int, seed: int):
     """``count`` labelled synthetic scenes (``export.samples.synthetic_scene``): uint8 NHWC images, int64 labels."""
     import numpy as np
@@ -85,6 +75,7 @@ def train_on_scenes(net, spec) -> None:
     """Train ``net`` (a semantic network) end to end on labelled scenes; residual branches damped first (the
     zero-init-residual start), BatchNorm recalibrated at the spec's size after."""
     from export.normalise import image_normaliser
+    from support import recalibrate_batchnorm
 
     normalise = image_normaliser(spec)
     torch.manual_seed(0)
@@ -99,14 +90,7 @@ def train_on_scenes(net, spec) -> None:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    recalibrate_batchnorm(net, spec, normalise(scene_batch(spec.height, TRAIN_BATCH, seed=1000)[0]))
-
-
-def realistic_images(spec, count, seed=0):
-    """The real photo + synthetic scenes (tests/support.py)."""
-    from support import sample_images
-
-    return sample_images(spec.height, spec.width, count, seed=seed)
+    recalibrate_batchnorm(net, normalise(scene_batch(spec.height, TRAIN_BATCH, seed=1000)[0]))
 
 
 def make_fp16_exports(work: Path) -> dict:
@@ -115,7 +99,7 @@ def make_fp16_exports(work: Path) -> dict:
     from export.models import MODELS, build_served_module
     from export.normalise import image_normaliser
     from export.onnx_export import export_onnx
-    from support import make_checkpoint, small_spec
+    from support import make_checkpoint, sample_images, small_spec
 
     torch.set_num_threads(2)
     out = {}
@@ -125,7 +109,7 @@ def make_fp16_exports(work: Path) -> dict:
         if name in TRAIN_STEPS:
             train_on_scenes(module.net, spec)
         else:
-            images = image_normaliser(spec)(torch.from_numpy(realistic_images(spec, 4, seed=7)))
+            images = image_normaliser(spec)(torch.from_numpy(sample_images(spec.height, spec.width, 4, seed=7)))
             trained_like(module, spec, images)
         out[name] = (spec, module, export_onnx(module, spec, work / f"{name}.onnx", precision="fp16"))
     return out

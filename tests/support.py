@@ -28,6 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"
 
 # Reduced sizes keep the suite inside its time budget on 2 CPU cores; the code paths are the full-size ones.
+def no_findings() -> str:
+    """What an export or import summary says when the default release's TensorRT table finds nothing."""
+    from export.tensorrt.static_check import release_target
+
+    return f"TensorRT static check ({release_target()[1]}): no findings"
+
+
 TEST_SIZES = {"unet": 128, "deeplabv3": 128, "deeplabv3_mobilenet": 128, "maskrcnn": 256}
 
 # Mask R-CNN calibration targets: standard deviation of the RPN objectness logits and of the box classifier's logits
@@ -135,7 +142,7 @@ def sample_images(height: int, width: int, count: int, seed: int = 0) -> np.ndar
     return np.stack([first, *others])[:count]
 
 
-def _recalibrate_batchnorm(module, images) -> None:
+def recalibrate_batchnorm(module, images) -> None:
     """Replace every BatchNorm's running stats with the exact mean/var over ``images`` (train-mode forward passes,
     momentum None = cumulative average), then back to eval."""
     import torch
@@ -162,7 +169,7 @@ def make_checkpoint(spec, path: Path) -> Path:
     net = build_network(spec)
     images = image_normaliser(spec)(torch.from_numpy(sample_images(spec.height, spec.width, 4)))
     if spec.task == "semantic":
-        _recalibrate_batchnorm(net, images)
+        recalibrate_batchnorm(net, images)
     else:
         _calibrate_maskrcnn(net, spec, images)
     torch.save(net.state_dict(), path)
@@ -174,7 +181,7 @@ def _calibrate_maskrcnn(net, spec, images) -> None:
 
     from export.maskrcnn import MaskRCNNCore
 
-    _recalibrate_batchnorm(net.backbone, images)  # torchvision builds the backbone with plain BatchNorm2d untrained
+    recalibrate_batchnorm(net.backbone, images)  # torchvision builds the backbone with plain BatchNorm2d untrained
     with torch.no_grad():
         features = list(net.backbone(images).values())
         objectness = torch.cat([o.flatten() for o in net.rpn.head(features)[0]])

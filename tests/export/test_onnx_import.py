@@ -13,10 +13,7 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.__main__ import main  # noqa: E402
-from export.tensorrt.static_check import release_target  # noqa: E402
-
-# The default release (NGC 26.07) has no verified TensorRT: the newest table, named in the summary.
-NO_FINDINGS = f"TensorRT static check ({release_target()[1]}): no findings"
+from support import no_findings  # noqa: E402
 
 
 def save(tmp_path, nodes, inputs, outputs, initializers=(), opset=17, name="net.onnx"):
@@ -85,7 +82,7 @@ def test_class_scores_become_an_argmax_mask_with_rgb_channel_order(tmp_path, cap
                                  "--mean", 0, 0, 0, "--std", 1, 1, 1, "--output", repo, "--work-dir", tmp_path / "w"],
                                 capsys)
     assert code == 0, err
-    assert "pixel agreement 100.000000%" in out and NO_FINDINGS in out
+    assert "pixel agreement 100.000000%" in out and no_findings() in out
     images = colour_patches()
     got = served(repo, "colours", images)
     thirds = np.array_split(np.arange(64), 3)
@@ -107,7 +104,7 @@ def test_foreground_logits_are_resized_thresholded_and_min_maxed(tmp_path, capsy
     code, out, err = run_import([net, "--name", "bright", "--size", 64, 96, "--mean", .5, .5, .5, "--std", 1, 1, 1,
                                  "--probs", "--output", repo, "--work-dir", tmp_path / "w"], capsys)
     assert code == 0, err
-    assert NO_FINDINGS in out  # the wrapper's Resize/Reduce*/Squeeze forms parse
+    assert no_findings() in out  # the wrapper's Resize/Reduce*/Squeeze forms parse
     image = np.full((64, 96, 3), 40, np.uint8)
     image[:, :48] = 220
     got = served(repo, "bright", image[None])
@@ -319,7 +316,7 @@ def test_u2netp_is_exported_from_its_pinned_file_through_the_import_path(tmp_pat
     repo = tmp_path / "repo"
     code = main(["u2netp", "--output", str(repo), "--work-dir", str(tmp_path / "w"), "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 0 and "raw ONNX + numpy reference" in out and NO_FINDINGS in out
+    assert code == 0 and "raw ONNX + numpy reference" in out and no_findings() in out
     model = onnx.load(str(repo / "u2netp" / "1" / "model.onnx"))
     props = {p.key: p.value for p in model.metadata_props}
     assert ModelSpec.from_json(props["segserve.spec"]) == get_spec("u2netp")

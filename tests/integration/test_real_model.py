@@ -10,11 +10,7 @@ import numpy as np
 import pytest
 
 from quokka import VARIANTS, iou, make_variants, missing
-from support import TOOLS, running_triton
-
-from export.tensorrt.static_check import release_target
-
-NO_FINDINGS = f"TensorRT static check ({release_target()[1]}): no findings"
+from support import TOOLS, no_findings, running_triton
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +46,7 @@ def variants(tmp_path_factory):
 def test_u2netp_export_passed_parity_and_the_static_tensorrt_check(u2netp):
     _, result = u2netp
     assert "pixel agreement" in result.parity and "raw ONNX + numpy reference" in result.parity
-    assert NO_FINDINGS in result.parity
+    assert no_findings() in result.parity
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

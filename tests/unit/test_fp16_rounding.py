@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.errors import ExportError  # noqa: E402
@@ -40,10 +40,9 @@ def chain(with_constant_node=False):
 
 
 def run(model):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"X": X})
+    from export.parity import ort_session
+
+    return ort_session(model.SerializeToString(), optimise=False).run(None, {"X": X})
 
 
 def per_op_fp16():

@@ -16,7 +16,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.tensorrt import static_check as _checker  # noqa: E402
-from support import onnx_model as _graph, tensor_info as _io  # noqa: E402
+from support import ROOT, onnx_model as _graph, tensor_info as _io  # noqa: E402
 
 # One table per TensorRT version, read here independently of the checker's cache.
 TABLES = {version: json.loads(path.read_text()) for version, path in _checker.available_tables().items()}
@@ -38,7 +37,6 @@ def check(model, version):
 KNOWN_RULES = {"initializer_input", "constant_input", "max_constant_input", "zero_input", "absent_input", "input_type",
                "attribute_in", "attribute_ones", "symmetric_pads", "absent_attributes", "max_outputs", "spatial_rank",
                "input_rank"}
-ROOT = Path(__file__).resolve().parents[2]
 DTYPES = {"FP32": TensorProto.FLOAT, "FP16": TensorProto.FLOAT16, "INT32": TensorProto.INT32,
           "INT8": TensorProto.INT8, "BOOL": TensorProto.BOOL, "INT64": TensorProto.INT64,
           "BF16": TensorProto.BFLOAT16, "DOUBLE": TensorProto.DOUBLE}
