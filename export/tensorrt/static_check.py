@@ -139,16 +139,16 @@ def check_model(model: "onnx.ModelProto", model_name: str, tensorrt_version: str
                                     f"{meta['tensorrt']}'s supported range {low}..{high}"))
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     graph = inferred.graph
-    types = {}
+    types, ranks = {}, {}
     for value in (*graph.input, *graph.output, *graph.value_info):
         if value.type.HasField("tensor_type"):
             types[value.name] = ELEM_TYPES.get(value.type.tensor_type.elem_type, "UNKNOWN")
+            if value.type.tensor_type.HasField("shape"):
+                ranks[value.name] = len(value.type.tensor_type.shape.dim)
     for init in graph.initializer:
         types[init.name] = ELEM_TYPES.get(init.data_type, "UNKNOWN")
     inputs = {v.name for v in graph.input}
     outputs = {v.name for v in graph.output}
-    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.input, *graph.output, *graph.value_info)
-             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
     constants = _constant_tensors(inferred)
     from_inputs = _computed_from_network_inputs(graph)
 
@@ -204,7 +204,6 @@ def _check_types(node, row: dict, types: dict, inputs: set, outputs: set, fail) 
 def _check_rule(rule: dict, node, ranks: dict, types: dict, constants: dict, from_inputs: set, fail) -> None:
     """One restriction of the table (its ``rule`` kind, written by scripts/trt_ops_table.py from the restriction
     sentence ``text`` of onnx-tensorrt's docs/operators.md, cited in the table's ``_meta``) against ``node``."""
-    onnx = require("onnx")
     kind, text = rule["rule"], rule["text"]
     index = rule.get("index", 0)
     present = len(node.input) > index and bool(node.input[index])
@@ -224,10 +223,10 @@ def _check_rule(rule: dict, node, ranks: dict, types: dict, constants: dict, fro
         elif tensor is None:
             fail(f"input {index} (`{node.input[index]}`) is computed at run time: {text}")
         elif kind == "max_constant_input":
-            largest = int(onnx.numpy_helper.to_array(tensor).max())
+            largest = int(require("onnx").numpy_helper.to_array(tensor).max())
             if largest > rule["max"]:
                 fail(f"{largest} exceeds the limit: {text}")
-        elif kind == "zero_input" and onnx.numpy_helper.to_array(tensor).any():
+        elif kind == "zero_input" and require("onnx").numpy_helper.to_array(tensor).any():
             fail(f"input {index} (`{node.input[index]}`) is not all zero/False: {text}")
     elif kind == "attribute_in":
         value = _attribute(node, rule["name"], rule["default"])
