@@ -8,10 +8,10 @@ ONNX file; the engine cache skips builds it already holds for this GPU, TensorRT
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
+from export.cli_options import setup_logging
 from export.errors import ExportError
 from export.layout import DEFAULT_CACHE_DIR, DEFAULT_WORK_DIR
 from export.releases import BUILDER_RELEASE_ENV
@@ -54,7 +54,7 @@ def run_build_engine(argv: list[str], builder=None, tensorrt_version: str | None
     from export.tensorrt.served import build_served_models, plan_sources
 
     args = build_engine_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging(verbose=False)
     if builder is None:
         tensorrt_version = installed_tensorrt()  # exit 1 with one line before anything else when it is missing
     files = list(args.onnx)
@@ -109,7 +109,7 @@ def run_verify(argv: list[str]) -> int:
     from export.tensorrt.verify import verify
 
     args = verify_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    setup_logging(verbose=False)
     agreement = verify(args.model, onnx_path=args.onnx, reference_onnx=args.reference_onnx, plan_path=args.plan,
                        work_dir=args.work_dir, cache_dir=args.cache_dir, precision=args.precision,
                        release=args.release, images=args.images, size=args.size)
