@@ -47,6 +47,13 @@ class TensorSpec:
     dtype: str
     dims: tuple[int, ...]
 
+    @classmethod
+    def from_config(cls, tensor: dict) -> TensorSpec:
+        """An input or output of a served model config (Triton's JSON form: ``TYPE_`` data types); the data type is
+        not checked here (callers differ in what they do with an unknown one)."""
+        return cls(tensor.get("name", ""), tensor.get("data_type", "").removeprefix("TYPE_"),
+                   tuple(int(d) for d in tensor.get("dims", [])))
+
     @property
     def np_dtype(self) -> np.dtype:
         return TRITON_DTYPES[self.dtype]

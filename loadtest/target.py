@@ -77,12 +77,11 @@ def probe(url: str, model: str, ready_timeout_s: float = 15.0, headers: dict[str
     finally:
         connection.close()
     outputs = {}
-    for out in config["output"]:
-        dtype = out["data_type"].removeprefix("TYPE_")
-        if dtype not in TRITON_DTYPES:
-            raise LoadTestError(f"Output `{out['name']}` of `{model}` has data type {dtype}; shared-memory sizing "
+    for out in map(TensorSpec.from_config, config["output"]):
+        if out.dtype not in TRITON_DTYPES:
+            raise LoadTestError(f"Output `{out.name}` of `{model}` has data type {out.dtype}; shared-memory sizing "
                                 f"knows {', '.join(TRITON_DTYPES)}.")
-        outputs[out["name"]] = TensorSpec(out["name"], dtype, tuple(int(d) for d in out["dims"])).nbytes
+        outputs[out.name] = out.nbytes
     return Target(url, info, f"Triton {version}", outputs)
 
 

@@ -249,8 +249,7 @@ class TritonServer:
         dimension or an unknown data type, unbounded)."""
         sizes: dict[str, int | None] = {}
         for name, config in self.served_configs().items():
-            inputs = [TensorSpec(t.get("name", ""), t.get("data_type", "").removeprefix("TYPE_"),
-                                 tuple(int(d) for d in t.get("dims", []))) for t in config.get("input", [])]
+            inputs = [TensorSpec.from_config(t) for t in config.get("input", [])]
             bounded = all(t.dtype in TRITON_DTYPES and min(t.dims, default=0) >= 0 for t in inputs)
             sizes[name] = request_bytes(inputs, int(config.get("max_batch_size", 0))) if bounded else None
         return sizes
