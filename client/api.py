@@ -115,8 +115,7 @@ class Segmenter:
                  ready_timeout_s: float = 30.0, timeout_s: float = 30.0, mask_threshold: float = 0.5,
                  tls: TLS | bool | None = None, headers: dict[str, str] | None = None, retry: Retry | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        self.connection = Connection(url, protocol, timeout_s, TLS() if tls is True else (tls or None), headers,
-                                     retry or Retry())
+        self.connection = Connection(url, protocol, timeout_s, tls, headers, retry)
         self.mask_threshold = mask_threshold
         self.max_pixels = max_pixels
         self.last_wire_bytes: tuple[int, int] | None = None  # (request tensor bytes, gRPC response message bytes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -117,14 +117,14 @@ def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
 @dataclass
 class Connection:
     """A Triton client with deadlines, headers and retries on every call (``url`` None: the protocol's local
-    default, DEFAULT_URLS)."""
+    default, DEFAULT_URLS; ``tls`` True: a ``TLS()`` with the system's roots; ``retry`` None: ``Retry()``)."""
 
     url: str | None
     protocol: str = "grpc"
     timeout_s: float = 30.0
-    tls: TLS | None = None
+    tls: TLS | bool | None = None  # a TLS or None after __post_init__
     headers: dict[str, str] | None = None  # checked and copied into a dict of its own
-    retry: Retry = field(default_factory=Retry)
+    retry: Retry | None = None  # a Retry after __post_init__
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -132,11 +132,13 @@ class Connection:
         self.url = self.url or DEFAULT_URLS[self.protocol]
         if not self.timeout_s > 0:
             raise ClientError(f"Bad timeout {self.timeout_s!r}: expected a number of seconds > 0.")
+        self.retry = self.retry or Retry()
         if self.retry.attempts < 1:
             raise ClientError(f"Bad retry attempts {self.retry.attempts}: expected at least 1.")
         self.headers = check_headers(self.headers)
         if self.protocol == "grpc":  # gRPC metadata keys are lower-case (HTTP/2)
             self.headers = {k.lower(): v for k, v in self.headers.items()}
+        self.tls = TLS() if self.tls is True else (self.tls or None)
         if self.tls is not None:
             self.tls.check()
         self._local = threading.local()
