@@ -90,10 +90,12 @@ app.kubernetes.io/component: inference-server
 {{- end -}}
 
 {{/* The row of releases.json (the chart's copy of export/data/releases.json) for NGC release .ngc, as JSON; "{}" if
-     unknown. Called with (dict "root" $ "ngc" "yy.mm"). */}}
+     unknown. Called with (dict "root" $ "ngc" "yy.mm"), or (dict "root" $) for the table's default release. */}}
 {{- define "segserve.releaseRow" -}}
+{{- $table := .root.Files.Get "releases.json" | fromJson -}}
+{{- $want := ternary .ngc $table.default (hasKey . "ngc") -}}
 {{- $row := dict -}}
-{{- range (.root.Files.Get "releases.json" | fromJson).releases -}}{{- if eq .ngc $.ngc -}}{{- $row = . -}}{{- end -}}{{- end -}}
+{{- range $table.releases -}}{{- if eq .ngc $want -}}{{- $row = . -}}{{- end -}}{{- end -}}
 {{- toJson $row -}}
 {{- end -}}
 
@@ -226,7 +228,7 @@ spec:
 {{- end -}}
 {{- if $v.engineBuild.enabled -}}
 {{- $row := include "segserve.imageReleaseRow" . | fromJson -}}
-{{- $default := include "segserve.releaseRow" (dict "root" . "ngc" (.Files.Get "releases.json" | fromJson).default) | fromJson -}}
+{{- $default := include "segserve.releaseRow" (dict "root" .) | fromJson -}}
 {{- $base := default $default.builder_base_image $row.builder_base_image -}}
 {{- if not $v.engineBuild.image -}}
 {{- $errors = append $errors (printf "engineBuild.enabled needs engineBuild.image: a builder image with segserve installed on %s (TensorRT of the Triton release; recipe in docker/, base from releases.json). There is no default: NGC's TensorRT image alone has no segserve" $base) -}}
