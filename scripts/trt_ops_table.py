@@ -222,7 +222,7 @@ def write(markdown: str, tensorrt: str, source: str, commit: str, note: str = ""
     text = json.dumps(table, indent=1, sort_keys=True) + "\n"
     if check:
         if not out.exists() or out.read_text() != text:
-            print(f"error: {out} differs from what scripts/trt_ops/operators_trt{tensorrt}.md generates; run "
+            print(f"error: {out} differs from what {saved_markdown(tensorrt).relative_to(ROOT)} generates; run "
                   f"python scripts/trt_ops_table.py --tensorrt {tensorrt}", file=sys.stderr)
             return 1
         return 0
@@ -232,6 +232,11 @@ def write(markdown: str, tensorrt: str, source: str, commit: str, note: str = ""
           f"{sum(len(o['restrictions']) for o in ops)} rules, {sum(len(o.get('unchecked', [])) for o in ops)} "
           "unchecked sentences")
     return 0
+
+
+def saved_markdown(tensorrt: str) -> Path:
+    """The operators.md saved for TensorRT ``tensorrt`` (scripts/trt_ops/)."""
+    return SOURCE_DIR / f"operators_trt{tensorrt}.md"
 
 
 def saved_sources() -> dict[str, dict]:
@@ -250,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     saved = saved_sources()
     if args.all:
-        return max([write((SOURCE_DIR / f"operators_trt{v}.md").read_text(), v, s["source"], s["commit"],
-                          s.get("note", ""), args.check) for v, s in saved.items()])
+        return max([write(saved_markdown(v).read_text(), v, s["source"], s["commit"], s.get("note", ""), args.check)
+                    for v, s in saved.items()])
     if not args.tensorrt:
         p.error("--tensorrt VERSION or --all is required")
     if args.markdown is None:
@@ -260,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(saved)}", file=sys.stderr)
             return 1
         entry = saved[args.tensorrt]
-        return write((SOURCE_DIR / f"operators_trt{args.tensorrt}.md").read_text(), args.tensorrt,
+        return write(saved_markdown(args.tensorrt).read_text(), args.tensorrt,
                      args.source or entry["source"], args.commit or entry["commit"], entry.get("note", ""))
     if not args.source:
         p.error("--source is required with a file from elsewhere")
