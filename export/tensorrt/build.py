@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from export import locks
 from export.assets import sha256
 from export.errors import ExportError, require
 from export.layout import DEFAULT_CACHE_DIR, sidecar_path
@@ -197,9 +196,7 @@ def _save_timing_cache(config, path: Path, lock_timeout_s: float) -> None:
     ours = config.get_timing_cache()
     if ours is None:
         return
-    with locks.file_lock(path.with_name(path.name + ".lock"), lock_timeout_s,
-                         busy="another build is merging into this timing cache. Try again later or raise "
-                              "--lock-timeout."):
+    with cache.timing_cache_lock(path, lock_timeout_s):
         merged = ours
         if path.is_file():
             on_disk = config.create_timing_cache(path.read_bytes())

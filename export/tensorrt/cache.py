@@ -59,3 +59,10 @@ def file_lock(path: Path, timeout_s: float):
     """The lock around one engine build, waited for at most ``timeout_s`` seconds."""
     return locks.file_lock(path, timeout_s, busy="another build of this engine is still running. Try again later or "
                                                  "raise --lock-timeout.")
+
+
+def timing_cache_lock(path: Path, timeout_s: float):
+    """The lock around merging into the timing cache at ``path`` (``timing.cache.lock`` beside it)."""
+    return locks.file_lock(path.with_name(path.name + ".lock"), timeout_s,
+                           busy="another build is merging into this timing cache. Try again later or raise "
+                                "--lock-timeout.")
