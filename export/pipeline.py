@@ -82,50 +82,45 @@ def export_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, 
     bar = _progress(steps, f"export {spec.name}", progress)
     seconds: dict[str, float] = {}
 
-    def step(name: str):
+    @contextmanager
+    def stage(name: str):
+        """A timed step (``timed``) that names itself on the progress bar and advances it when done."""
         if bar is not None:
             bar.set_postfix_str(name)
-        return time.perf_counter()
-
-    def done(name: str, started: float) -> None:
-        seconds[name] = time.perf_counter() - started
+        with timed(seconds, name):
+            yield
         if bar is not None:
             bar.update(1)
 
     try:
-        t = step("build")
-        module = build_served_module(spec, weights)
-        done("build", t)
+        with stage("build"):
+            module = build_served_module(spec, weights)
 
-        t = step("onnx")
-        onnx_path = export_onnx(module, spec, onnx_path_for(work_dir, spec.name), precision=precision)
-        done("onnx", t)
+        with stage("onnx"):
+            onnx_path = export_onnx(module, spec, onnx_path_for(work_dir, spec.name), precision=precision)
 
-        t = step("parity")
         summary = "skipped"
-        if parity:
-            from export.parity import check_parity
-            from export.precision import check_fp16
+        with stage("parity"):
+            if parity:
+                from export.parity import check_parity
+                from export.precision import check_fp16
 
-            batch = 2 if spec.max_batch_size > 1 else 1
-            images = example_input(spec, batch, seed=1).numpy()
-            if precision == "fp16":
-                summary = check_fp16(module, spec, onnx_path, images, enforce=weights != "none").summary
-            else:
-                summary = check_parity(module, spec, onnx_path, images).summary
-        done("parity", t)
+                batch = 2 if spec.max_batch_size > 1 else 1
+                images = example_input(spec, batch, seed=1).numpy()
+                if precision == "fp16":
+                    summary = check_fp16(module, spec, onnx_path, images, enforce=weights != "none").summary
+                else:
+                    summary = check_parity(module, spec, onnx_path, images).summary
 
         plan_path = plan
         if options.target == "tensorrt" and plan_path is None:
-            t = step("tensorrt")
-            plan_path = build_engine_for(onnx_path, spec, precision, release=release, cache_dir=cache_dir,
-                                         work_dir=work_dir)
-            done("tensorrt", t)
+            with stage("tensorrt"):
+                plan_path = build_engine_for(onnx_path, spec, precision, release=release, cache_dir=cache_dir,
+                                             work_dir=work_dir)
 
-        t = step("repository")
-        model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path,
-                                target_gpu=target_gpu)
-        done("repository", t)
+        with stage("repository"):
+            model_dir = write_model(spec, options, repository, onnx_path=onnx_path, plan_path=plan_path,
+                                    target_gpu=target_gpu)
     finally:
         if bar is not None:
             bar.close()
