@@ -42,7 +42,7 @@ def write_model(spec: ModelSpec, options: ServingOptions, repository: Path, *, o
     # One writer at a time per repository (pods of the chart may share one): the clean-up below then only ever
     # meets what dead writers left.
     work = _staging_root(repository)
-    with file_lock(_write_lock_path(repository, work), WRITE_LOCK_TIMEOUT_S,
+    with file_lock(write_lock_path(repository, work), WRITE_LOCK_TIMEOUT_S,
                    busy=f"another export is writing into {repository}; try again when it has finished."):
         return _write_locked(spec, options, repository, work, onnx_path, plan_path, version)
 
@@ -132,13 +132,11 @@ def _staging_root(repository: Path) -> Path:
     return repository
 
 
-def write_lock_path(repository: Path) -> Path:
-    """The lock file of ``repository``'s writers, beside its staging folder (a file: Triton only takes folders for
-    models, so inside a repository that is a mount point of its own it is ignored too)."""
-    return _write_lock_path(repository, _staging_root(repository))
-
-
-def _write_lock_path(repository: Path, work: Path) -> Path:
+def write_lock_path(repository: Path, work: Path | None = None) -> Path:
+    """The lock file of ``repository``'s writers, beside its staging folder ``work`` (default: found here) (a file:
+    Triton only takes folders for models, so inside a repository that is a mount point of its own it is ignored
+    too)."""
+    work = work or _staging_root(repository)
     return work / ".segserve-write.lock" if work == repository.resolve() else work.with_name(work.name + ".lock")
 
 
