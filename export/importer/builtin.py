@@ -61,7 +61,9 @@ def export_builtin(spec: ModelSpec, options: ServingOptions, repository: Path, *
                           "another ONNX file with `python -m export import`).")
     recipe = IMPORTED[spec.name]
     started = time.perf_counter()
-    source = inspect(fetched_file(recipe.asset, recipe.member), size=(spec.height, spec.width), output=recipe.output)
+    path = fetched_file(recipe.asset, recipe.member)
+    source = inspect(path, size=(spec.height, spec.width), output=recipe.output,
+                     sha=asset_path(recipe.asset, recipe.member)[1])  # fetched_file checked the file against it
     check_fits(source, spec)
     return import_source(source, spec, options, repository,
                          seconds={"inspect": time.perf_counter() - started}, **kwargs)

@@ -74,10 +74,12 @@ def default_opset(model: "onnx.ModelProto") -> int:
     raise ExportError("The ONNX file imports no default-domain opset: not a model the importer can wrap.")
 
 
-def inspect(path: Path, *, size: tuple[int, int] | None = None, output: str | None = None) -> SourceGraph:
+def inspect(path: Path, *, size: tuple[int, int] | None = None, output: str | None = None,
+            sha: str | None = None) -> SourceGraph:
     """Check ``path`` fits the import and return its geometry; every misfit is one ExportError naming what was
     found and what is needed. ``size`` is required when the input's height/width are dynamic; ``output`` picks
-    the score map among several outputs (default: the first)."""
+    the score map among several outputs (default: the first); ``sha``: the file's sha256 when the caller has just
+    checked it (not hashed again)."""
     model = load(path)
     opset = default_opset(model)
     if opset < MIN_OPSET:
@@ -152,7 +154,7 @@ def inspect(path: Path, *, size: tuple[int, int] | None = None, output: str | No
     channels, out_h, out_w = (int(d) for d in got.shape[1:])
     if channels > 65535:
         raise ExportError(f"`{path.name}` output `{chosen.name}` has {channels} channels; at most 65535 classes.")
-    return SourceGraph(path, sha256(path), image.name, elem, batch, height, width, chosen.name, channels, out_h, out_w,
+    return SourceGraph(path, sha or sha256(path), image.name, elem, batch, height, width, chosen.name, channels, out_h, out_w,
                        opset)
 
 
