@@ -165,6 +165,13 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 
 # -- stages -------------------------------------------------------------------------------------------------
+def client_decode(data: bytes, height: int, width: int):
+    """What the client decodes for a ``height`` x ``width`` model input (its JPEG DCT scale), and the letterbox."""
+    pil = open_image(data)
+    box = fit(*oriented_size(pil), height, width)
+    return _decode(pil, "<bytes>", draft_to=(box.resized_width, box.resized_height))[0], box
+
+
 def stage_costs(data: bytes, label: str, height: int, width: int, repeats: int) -> dict:
     rng = np.random.default_rng(1)
     model_mask = rng.integers(0, 21, (height, width)).astype(np.uint8)
@@ -172,9 +179,7 @@ def stage_costs(data: bytes, label: str, height: int, width: int, repeats: int) 
     outputs = {"MASK": model_mask[None]}
 
     def new_decode():
-        pil = open_image(data)
-        box = fit(*oriented_size(pil), height, width)
-        return _decode(pil, "<bytes>", draft_to=(box.resized_width, box.resized_height))[0], box
+        return client_decode(data, height, width)
 
     decoded, new_box = new_decode()
 
@@ -212,9 +217,8 @@ def stage_costs(data: bytes, label: str, height: int, width: int, repeats: int) 
 def decode_floor(data: bytes, height: int, width: int, repeats: int) -> None:
     """What decoding alone costs at each JPEG DCT scale: the part of the 5 ms target no client code can remove.
     Every scale still entropy-decodes the whole file (libjpeg-turbo's Huffman decoding), so 1/8 is the floor."""
-    box = fit(*oriented_size(open_image(data)), height, width)
+    client, box = client_decode(data, height, width)  # what the client decodes for this input
     size = (box.resized_width, box.resized_height)
-    client = _decode(open_image(data), "<bytes>", draft_to=size)[0]  # what the client decodes for this input
     print(f"\nJPEG decode alone by DCT scale (Pillow {Image.__version__}, libjpeg-turbo), ms (min CPU / median wall)")
     for scale in (1, 2, 4, 8):
         def decode(scale=scale):
