@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = export_model(spec, ServingOptions.for_target("local"), Path(tmp) / "repo", work_dir=Path(tmp))
         print(f"export (import path): {time.perf_counter() - started:.1f} s "
-              f"({', '.join(f'{k} {v:.1f}s' for k, v in result.seconds.items())})")
+              f"({result.times})")
         wrapped = ort_session(result.onnx_path)
         variants = make_variants(Path(tmp) / "variants")
         seg = None
