@@ -10,6 +10,7 @@ R-CNN scored every class near 1/91 (or, with logits x20, every detection 1.0), s
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from export.tensorrt.gpu import GpuInfo
 from serve.server import ServerConfig, TritonServer, free_port  # free_port: the tests' own sockets
@@ -57,6 +59,11 @@ def onnx_model(nodes, inputs, outputs, initializers=(), opset=17, extra_opsets=(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
 
 
+# Checks of what happens without TensorRT (the skip reason is the one tests/conftest.py allows outside tests/gpu).
+WITHOUT_TENSORRT = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
+                                      reason="TensorRT is installed here")
+
+
 def tensor_info(name, dtype, shape=(1, 3, 8, 8)):
     """A value info of ``dtype`` (a TensorProto type) and ``shape`` (None: unknown)."""
     from onnx import helper
@@ -68,20 +75,22 @@ def tensor_info(name, dtype, shape=(1, 3, 8, 8)):
 HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "tensorrt", "segmentation_models_pytorch",
          "polygraphy", "onnx_graphsurgeon", "cv2")
 
-BLOCKER = textwrap.dedent(f"""
-    import importlib.abc, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {HEAVY!r}:
-                raise ImportError(f"blocked heavy import: {{name}}")
-    sys.meta_path.insert(0, Block())
-""")
+def blocker(blocked: tuple[str, ...]) -> str:
+    """Python code that makes importing any top-level package in ``blocked`` fail from then on."""
+    return textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {tuple(blocked)!r}:
+                    raise ImportError(f"blocked import: {{name}}")
+        sys.meta_path.insert(0, Block())
+    """)
 
 
-def run_without_heavy_imports(code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter where importing any of HEAVY fails."""
-    return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120)
+def run_without_heavy_imports(code: str, blocked: tuple[str, ...] = HEAVY) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where importing any of ``blocked`` (default HEAVY) fails."""
+    return subprocess.run([sys.executable, "-c", blocker(blocked) + textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120)
 
 
 @contextmanager

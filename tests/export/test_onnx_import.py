@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.__main__ import main  # noqa: E402
-from support import no_findings  # noqa: E402
+from support import WITHOUT_TENSORRT, no_findings  # noqa: E402
 
 
 def save(tmp_path, nodes, inputs, outputs, initializers=(), opset=17, name="net.onnx"):
@@ -362,11 +362,8 @@ def test_u2netp_refuses_a_checkpoint_and_says_how_to_fetch_a_missing_file(tmp_pa
     assert code == 1 and "pinned 309c8469" in capsys.readouterr().err
 
 
+@WITHOUT_TENSORRT  # tests/gpu covers engine builds
 def test_the_tensorrt_target_without_tensorrt_is_one_line_before_any_work(tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("TensorRT is installed here: tests/gpu covers engine builds")
     net = channel_scores_net(tmp_path)
     code, out, err = run_import([net, "--target", "tensorrt", "--output", tmp_path / "repo",
                                  "--work-dir", tmp_path / "w"], capsys)

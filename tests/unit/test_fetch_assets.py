@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from support import ROOT, TOOLS, free_port
+from support import ROOT, TOOLS, free_port, run_without_heavy_imports
 
 SCRIPT = ROOT / "scripts" / "fetch_assets.py"
 TABLE = json.loads((ROOT / "export" / "data" / "assets.json").read_text())
@@ -87,15 +87,10 @@ def test_a_wheel_with_another_hash_is_refused(tmp_path, cached_quokka_wheel):
 def test_the_script_needs_only_the_standard_library():
     """It runs with the base interpreter before the virtualenv exists: the pinned table and the sha256 come from
     export/assets.py, loaded by path (importing the export package would need numpy)."""
-    blocker = ("import builtins, runpy, sys\n"
-               "real = builtins.__import__\n"
-               "def guarded(name, *args, **kwargs):\n"
-               "    if name.split('.')[0] in {'numpy', 'export'}:\n"
-               "        raise ImportError(f'not in the standard library here: {name}')\n"
-               "    return real(name, *args, **kwargs)\n"
-               "builtins.__import__ = guarded\n"
-               "sys.argv = ['fetch_assets.py', '--help']\n"
-               f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
-    proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=60)
+    proc = run_without_heavy_imports(f"""
+        import runpy, sys
+        sys.argv = ["fetch_assets.py", "--help"]
+        runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+    """, blocked=("numpy", "export"))
     assert proc.returncode == 0, proc.stderr
     assert "u2netp" in proc.stdout and "quokka" in proc.stdout

@@ -15,21 +15,9 @@ from export.layout import sidecar_path
 from export.tensorrt.build import profiles_for
 from export.tensorrt.gpu import GpuInfo
 from export.tensorrt.sidecar import Sidecar
-from support import H100
+from support import H100, WITHOUT_TENSORRT
 
 L4 = GpuInfo("NVIDIA L4", "8.9")
-
-
-def _tensorrt_importable() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# Checks of what happens without TensorRT (the reason is the one tests/conftest.py allows outside tests/gpu).
-WITHOUT_TENSORRT = pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT is installed here")
 
 
 def sidecar(model="unet", gpu=H100, trt="10.3.0"):
