@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from export.errors import ExportError  # noqa: E402
 from export.fp16_rounding import rounded_graph  # noqa: E402
+from support import onnx_model, tensor_info  # noqa: E402
 
 # Values for which rounding the product before the sum changes the answer (pi's element does; the test asserts that
 # some element does): SCALE is FP16 1.0009766, SHIFT -2^-10.
@@ -32,11 +33,9 @@ def chain(with_constant_node=False):
                                          value=numpy_helper.from_array(np.array([SCALE], np.float16))))
     else:
         initializers.append(numpy_helper.from_array(np.array([SCALE], np.float16), "scale"))
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT16, [1, 4]),
-                               helper.make_tensor_value_info("Z", TensorProto.FLOAT, [1, 4])],
-                              initializer=initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    return onnx_model(nodes, [tensor_info("X", TensorProto.FLOAT, [1, 4])],
+                      [tensor_info("Y", TensorProto.FLOAT16, [1, 4]), tensor_info("Z", TensorProto.FLOAT, [1, 4])],
+                      initializers, opset=18)
 
 
 def run(model):
